@@ -1,0 +1,3 @@
+from faceswap.cli import main
+
+main()

@@ -1,0 +1,330 @@
+"""Stage 1, extract: videos/images -> aligned face PNGs + `alignments.json`.
+
+Frames stream from ffmpeg in batches; MTCNN finds faces on a downscaled copy; each face is warped
+to the template (see `faces.align`) with kornia and written as a PNG with its metadata by a small
+thread pool while the next batch is detected. `alignments.json` is checkpointed every few seconds,
+so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from faceswap import __version__
+from faceswap.device import pick_device
+from faceswap.errors import FaceswapError
+from faceswap.faces.align import COVERAGES, DEFAULT_COVERAGE, alignment_matrices, warp_faces
+from faceswap.faces.detect import DetectorConfig, Face, FaceDetector
+from faceswap.faces.store import ALIGNMENTS_NAME, IMAGE_EXTENSIONS, Alignments, file_fingerprint, list_images, read_face_png, write_face_png
+from faceswap.video import FrameReader, probe
+
+CHECKPOINT_SECONDS = 5.0
+
+
+@dataclass
+class ExtractConfig:
+    """Everything `faceswap extract` can be told. Frame indices are 0-based; `end` is exclusive."""
+
+    inputs: list[Path]
+    output: Path
+    size: int = 256
+    coverage: str = DEFAULT_COVERAGE
+    every: int = 1
+    start: int = 0
+    end: int | None = None
+    batch_size: int = 16
+    device: str = "auto"
+    overwrite: bool = False
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+
+@dataclass
+class ExtractSummary:
+    frames_read: int = 0
+    faces_written: int = 0
+    frames_without_face: int = 0
+    sources_done: int = 0
+    sources_skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"{self.frames_read} frames read, {self.faces_written} faces written, "
+                f"{self.frames_without_face} frames without a face")
+
+
+def _face_record(face: Face, matrix: np.ndarray, file: str) -> dict[str, Any]:
+    return {"box": np.round(face.box.astype(float), 2).tolist(), "landmarks": np.round(face.landmarks.astype(float), 3).tolist(),
+            "score": round(face.score, 5), "matrix": np.round(matrix, 6).tolist(), "file": file}
+
+
+class _Extractor:
+    """One extract run: owns the detector, the alignments, the writer pool and the progress bar."""
+
+    def __init__(self, config: ExtractConfig, console: Console, show_progress: bool):
+        self.config = config
+        self.console = console
+        self.show_progress = show_progress
+        self.summary = ExtractSummary()
+        self.out = config.output
+        self.device = pick_device(config.device)
+        self.alignments = self._open_output()
+        self.detector = FaceDetector(config.detector, self.device)
+        self.pool = ThreadPoolExecutor(max_workers=2)
+        self.pending: list[Future] = []
+        self.replaced_files: set[str] = set()  # old face files to delete once their source is redone
+        self.last_save = time.monotonic()
+
+    # -- output folder ---------------------------------------------------------------------------
+    def _open_output(self) -> Alignments:
+        cfg = self.config
+        if cfg.coverage not in COVERAGES:
+            raise FaceswapError(f"unknown coverage {cfg.coverage!r} (choose from {', '.join(COVERAGES)})")
+        if cfg.size < 32:
+            raise FaceswapError(f"--size {cfg.size} is too small (use 32 or more)")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            probe_file = self.out / ".faceswap-write-test"
+            probe_file.write_bytes(b"")
+            probe_file.unlink()
+        except OSError as exc:
+            raise FaceswapError(f"cannot write to output folder {self.out}: {exc.strerror or exc}") from exc
+        path = self.out / ALIGNMENTS_NAME
+        if path.exists():
+            existing = Alignments.load(path)
+            if (existing.size, existing.coverage) != (cfg.size, cfg.coverage):
+                if not cfg.overwrite:
+                    raise FaceswapError(
+                        f"{self.out} holds faces at size {existing.size}/coverage {existing.coverage}, not "
+                        f"{cfg.size}/{cfg.coverage}; use another folder or --overwrite to replace them")
+                self.replaced_files.update(existing.face_files())
+                return Alignments(path, cfg.size, cfg.coverage)
+            return existing
+        strays = list_images(self.out)
+        if strays and not cfg.overwrite:
+            raise FaceswapError(f"{self.out} already holds {len(strays)} images that faceswap extract did not write; "
+                                f"use another folder or --overwrite")
+        return Alignments(path, cfg.size, cfg.coverage)
+
+    def _checkpoint(self, force: bool = False) -> None:
+        """Save alignments once every face it lists is on disk."""
+        if not force and time.monotonic() - self.last_save < CHECKPOINT_SECONDS:
+            return
+        for fut in self.pending:
+            fut.result()
+        self.pending.clear()
+        self.alignments.save()
+        self.last_save = time.monotonic()
+
+    def _stem_for(self, key: str, path: Path) -> str:
+        """A face-file prefix unique among sources in this folder (same-named files in different folders)."""
+        used = {e.get("stem") for k, e in self.alignments.sources.items() if k != key}
+        stem, n = path.stem, 2
+        while stem in used:
+            stem, n = f"{path.stem}-{n}", n + 1
+        return stem
+
+    # -- faces -----------------------------------------------------------------------------------
+    def _save_faces(self, frames: np.ndarray, frame_faces: list[list[Face]], indices: list[int], entry: dict, source: str) -> int:
+        """Warp every face of a batch in one kornia call and queue the PNG writes. Returns faces found."""
+        cfg = self.config
+        owner = [i for i, faces in enumerate(frame_faces) for _ in faces]
+        flat = [f for faces in frame_faces for f in faces]
+        for i, idx in enumerate(indices):
+            if not frame_faces[i]:
+                self.summary.frames_without_face += 1
+            entry["frames"][str(idx)] = []
+        if not flat:
+            return 0
+        matrices = alignment_matrices(np.stack([f.landmarks for f in flat]), cfg.size, cfg.coverage)
+        with torch.inference_mode():
+            needed = sorted(set(owner))
+            frames_t = torch.from_numpy(frames[needed]).to(self.device).permute(0, 3, 1, 2).float().div_(255)
+            pick = torch.tensor([needed.index(o) for o in owner], device=self.device)
+            crops = warp_faces(frames_t[pick], matrices.to(self.device), cfg.size)
+            crops = crops.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        per_frame_count: dict[int, int] = {}
+        for face, m, o, crop in zip(flat, matrices.numpy(), owner, crops):
+            k = per_frame_count.get(o, 0)
+            per_frame_count[o] = k + 1
+            idx = indices[o]
+            name = f"{entry['stem']}_{idx:06d}_{k}.png" if entry["kind"] == "video" else f"{entry['stem']}_{k}.png"
+            record = _face_record(face, m, name)
+            entry["frames"][str(idx)].append(record)
+            meta = {"source": source, "frame": idx, "face": k, "size": cfg.size, "coverage": cfg.coverage,
+                    "tool": f"faceswap {__version__}", **{k2: record[k2] for k2 in ("matrix", "landmarks", "box", "score")}}
+            self.pending.append(self.pool.submit(write_face_png, self.out / name, crop, meta))
+            self.replaced_files.discard(name)
+        self.summary.faces_written += len(flat)
+        return len(flat)
+
+    # -- sources ---------------------------------------------------------------------------------
+    def _begin_source(self, path: Path, kind: str, info: dict) -> tuple[str, dict] | None:
+        """The alignments entry to fill for `path`, or None when it is already done."""
+        found = self.alignments.find_source(path)
+        key = str(path.resolve())
+        if found is not None:
+            old_key, entry = found
+            if entry.get("complete") and not self.config.overwrite:
+                self.summary.sources_skipped += 1
+                self.console.print(f"[dim]{path.name}: already extracted into {self.out} (use --overwrite to redo)[/dim]")
+                return None
+            if entry.get("complete") or entry.get("options") != self._options():
+                # --overwrite, or a partial run with other options: start this source afresh.
+                self.replaced_files.update(f["file"] for faces in entry["frames"].values() for f in faces)
+                del self.alignments.sources[old_key]
+            else:
+                self.alignments.sources[key] = self.alignments.sources.pop(old_key)
+                return key, self.alignments.sources[key]  # resume a partial run
+        entry = {"path": key, "kind": kind, "fingerprint": file_fingerprint(path), **info,
+                 "options": self._options(), "complete": False, "next_frame": self.config.start if kind == "video" else 0,
+                 "frames": {}}
+        entry["stem"] = self._stem_for(key, path)
+        self.alignments.sources[key] = entry
+        return key, entry
+
+    def _options(self) -> dict[str, Any]:
+        c = self.config
+        return {"every": c.every, "start": c.start, "end": c.end, "detect_size": c.detector.detect_size,
+                "min_face": c.detector.min_face, "min_score": c.detector.min_score, "max_faces": c.detector.max_faces}
+
+    def video(self, path: Path, progress: Progress | None) -> None:
+        cfg = self.config
+        info = probe(path)
+        begun = self._begin_source(path, "video", {"width": info.width, "height": info.height, "fps": info.fps,
+                                                   "frame_count": info.frame_count})
+        if begun is None:
+            return
+        key, entry = begun
+        first = max(cfg.start, int(entry["next_frame"]))
+        if cfg.end is not None and first >= cfg.end or first >= max(info.frame_count, info.nominal_frames):
+            entry["complete"] = True
+            return
+        reader = FrameReader(path, start=first, end=cfg.end, every=cfg.every, info=info)
+        if first > cfg.start:
+            self.console.print(f"{path.name}: resuming at frame {first}")
+        task = progress.add_task(path.name, total=reader.expected, faces=0) if progress else None
+        found = 0
+        for indices, frames in reader.chunks(cfg.batch_size):
+            found += self._save_faces(frames, self.detector.detect(frames), indices, entry, key)
+            self.summary.frames_read += len(indices)
+            entry["next_frame"] = indices[-1] + 1
+            if progress:
+                progress.update(task, advance=len(indices), faces=found)
+            self._checkpoint()
+        if reader.warning:
+            self.summary.warnings.append(reader.warning)
+        entry["complete"] = True
+        entry["frames_read"] = sum(1 for _ in entry["frames"])
+        if progress:
+            progress.update(task, total=reader.frames_read, completed=reader.frames_read)
+        self._finish_source(path, entry)
+
+    def images(self, paths: list[Path], progress: Progress | None) -> None:
+        task = progress.add_task(f"{len(paths)} images", total=len(paths), faces=0) if progress else None
+        found = 0
+        for start in range(0, len(paths), self.config.batch_size):
+            batch = []
+            for path in paths[start : start + self.config.batch_size]:
+                try:
+                    image, _ = read_face_png(path)
+                except FaceswapError as exc:
+                    self.summary.errors.append(str(exc))
+                    continue
+                begun = self._begin_source(path, "image", {"width": image.shape[1], "height": image.shape[0]})
+                if begun is not None:
+                    batch.append((path, image, *begun))
+            if batch:
+                faces = self.detector.detect_images([b[1] for b in batch])
+                for (path, image, key, entry), frame_faces in zip(batch, faces):
+                    found += self._save_faces(image[None], [frame_faces], [0], entry, key)
+                    self.summary.frames_read += 1
+                    entry["complete"] = True
+                    self._finish_source(path, entry)
+            if progress:
+                progress.update(task, advance=len(paths[start : start + self.config.batch_size]), faces=found)
+            self._checkpoint()
+
+    def _finish_source(self, path: Path, entry: dict) -> None:
+        self.summary.sources_done += 1
+        if not any(entry["frames"].values()):
+            self.summary.warnings.append(f"no face found in {path.name}")
+
+    def close(self, success: bool) -> None:
+        self._checkpoint(force=True)
+        self.pool.shutdown()
+        if success:
+            # Files of redone sources that the new run did not write again.
+            for name in self.replaced_files:
+                (self.out / name).unlink(missing_ok=True)
+
+
+def _expand_inputs(inputs: list[Path], summary: ExtractSummary) -> list[tuple[str, Any]]:
+    """Group inputs into ('video', path) and ('images', [paths]) jobs; bad inputs become errors."""
+    jobs: list[tuple[str, Any]] = []
+    for path in inputs:
+        if path.is_dir():
+            images = list_images(path)
+            if not images:
+                summary.errors.append(f"{path}: folder has no images")
+            else:
+                jobs.append(("images", images))
+        elif not path.exists():
+            summary.errors.append(f"{path}: no such file or folder")
+        elif path.suffix.lower() in IMAGE_EXTENSIONS:
+            jobs.append(("images", [path]))
+        else:
+            jobs.append(("video", path))
+    return jobs
+
+
+def run_extract(config: ExtractConfig, console: Console | None = None, show_progress: bool = True) -> ExtractSummary:
+    """Extract faces from every input. Failures of single inputs are collected in
+    `summary.errors` while the others go on; a run that finds no face at all raises."""
+    console = console or Console(stderr=True)
+    summary_pre = ExtractSummary()
+    jobs = _expand_inputs(config.inputs, summary_pre)
+    extractor = _Extractor(config, console, show_progress)
+    summary = extractor.summary
+    summary.errors += summary_pre.errors
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+               TextColumn("[cyan]{task.fields[faces]} faces"), TextColumn("{task.fields[fps]}"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    progress = _ExtractProgress(*columns, console=console, transient=False) if show_progress else None
+    success = False
+    try:
+        with progress or nullcontext():
+            for kind, job in jobs:
+                try:
+                    if kind == "video":
+                        extractor.video(job, progress)
+                    else:
+                        extractor.images(job, progress)
+                except FaceswapError as exc:
+                    summary.errors.append(str(exc))
+        success = True
+    finally:
+        extractor.close(success)
+    if summary.faces_written == 0 and summary.sources_done > 0 and not summary.errors:
+        raise FaceswapError("no faces found in " + ", ".join(str(p) for p in config.inputs))
+    return summary
+
+
+class _ExtractProgress(Progress):
+    """Progress bar that shows frames/s per task."""
+
+    def get_renderables(self):
+        for task in self.tasks:
+            speed = task.finished_speed or task.speed
+            task.fields["fps"] = f"{speed:5.1f} fr/s" if speed else "  -- fr/s"
+        yield from super().get_renderables()

@@ -1,0 +1,175 @@
+"""Face alignment: a fixed 5-point template, Umeyama similarity fits, and the crop warps.
+
+The template lives in *face units*: the distance between the eye centres is 1, the origin is the
+midpoint between the eyes, x grows to the image right and y grows down. MTCNN's landmark order is
+kept everywhere: left eye, right eye, nose tip, left mouth corner, right mouth corner (left/right
+as seen in the image).
+
+A crop is a square of side `span` face units centred `centre_y` face units below the eyes; the
+`coverage` names below choose how much of the head it shows:
+
+========  =====  ========  =====================================================================
+coverage   span  centre_y  what the crop shows
+========  =====  ========  =====================================================================
+tight      3.0     0.75     eyebrows to chin, cheek to cheek (like recognition crops)
+face       4.0     0.50     hairline to chin with some background at the sides (default; swaps)
+head       5.5     0.35     the whole head with hair and a little neck
+========  =====  ========  =====================================================================
+"""
+
+from __future__ import annotations
+
+import math
+
+import kornia
+import numpy as np
+import torch
+
+from faceswap.errors import FaceswapError
+
+# Mean frontal face in face units (eye midpoint origin, interocular distance 1).
+TEMPLATE_FACE_UNITS = np.array(
+    [
+        [-0.50, 0.00],  # left eye
+        [0.50, 0.00],  # right eye
+        [0.00, 0.58],  # nose tip
+        [-0.41, 1.15],  # left mouth corner
+        [0.41, 1.15],  # right mouth corner
+    ],
+    dtype=np.float64,
+)
+
+COVERAGES: dict[str, tuple[float, float]] = {
+    "tight": (3.0, 0.75),
+    "face": (4.0, 0.50),
+    "head": (5.5, 0.35),
+}
+DEFAULT_COVERAGE = "face"
+
+
+def _coverage(coverage: str) -> tuple[float, float]:
+    if coverage not in COVERAGES:
+        raise FaceswapError(f"unknown coverage {coverage!r} (choose from {', '.join(COVERAGES)})")
+    return COVERAGES[coverage]
+
+
+def face_units_to_crop(points: np.ndarray, size: int, coverage: str = DEFAULT_COVERAGE) -> np.ndarray:
+    """Map face-unit coordinates `(..., 2)` to pixel coordinates of a `size` x `size` crop."""
+    span, centre_y = _coverage(coverage)
+    scale = size / span
+    out = np.asarray(points, dtype=np.float64) * scale
+    out[..., 0] += size / 2.0
+    out[..., 1] += size / 2.0 - centre_y * scale
+    return out
+
+
+def template_points(size: int, coverage: str = DEFAULT_COVERAGE) -> np.ndarray:
+    """The 5 template landmarks in crop pixels, `(5, 2)` float64 (pixel centres at integers)."""
+    return face_units_to_crop(TEMPLATE_FACE_UNITS, size, coverage)
+
+
+def umeyama(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """Least-squares similarity transforms (rotation, uniform scale, translation) src -> dst.
+
+    Umeyama (1991), batched and without reflections.
+
+    Args:
+        src: `(B, N, 2)` or `(N, 2)` points.
+        dst: same shape as `src`.
+    Returns:
+        `(B, 2, 3)` (or `(2, 3)`) matrices M with dst ~= M[:, :2] @ src + M[:, 2].
+    """
+    squeeze = src.dim() == 2
+    if squeeze:
+        src, dst = src[None], dst[None]
+    src = src.to(torch.float64)
+    dst = dst.to(torch.float64)
+    n = src.shape[1]
+    mu_src, mu_dst = src.mean(1, keepdim=True), dst.mean(1, keepdim=True)
+    src_c, dst_c = src - mu_src, dst - mu_dst
+    var_src = (src_c**2).sum((1, 2)) / n
+    cov = dst_c.transpose(1, 2) @ src_c / n  # (B, 2, 2)
+    u, s, vh = torch.linalg.svd(cov)
+    # Flip the last singular direction where the best orthogonal map would be a reflection.
+    d = torch.ones_like(s)
+    d[:, -1] = torch.sign(torch.det(u) * torch.det(vh))
+    rot = u @ torch.diag_embed(d) @ vh
+    scale = (s * d).sum(1) / var_src.clamp_min(1e-12)
+    linear = scale[:, None, None] * rot
+    trans = mu_dst.transpose(1, 2) - linear @ mu_src.transpose(1, 2)
+    m = torch.cat([linear, trans], dim=2)
+    return m[0] if squeeze else m
+
+
+def alignment_matrices(landmarks: torch.Tensor | np.ndarray, size: int, coverage: str = DEFAULT_COVERAGE) -> torch.Tensor:
+    """Matrices that map frame pixels to aligned-crop pixels.
+
+    Args:
+        landmarks: `(B, 5, 2)` MTCNN landmarks in frame pixels.
+    Returns:
+        `(B, 2, 3)` float64 frame -> crop similarity transforms.
+    """
+    lm = torch.as_tensor(np.asarray(landmarks, dtype=np.float64))
+    dst = torch.as_tensor(template_points(size, coverage)).expand_as(lm)
+    return umeyama(lm, dst)
+
+
+def invert_affine(m: torch.Tensor) -> torch.Tensor:
+    """Invert `(B, 2, 3)` affine matrices (crop -> frame from frame -> crop)."""
+    return kornia.geometry.transform.invert_affine_transform(m)
+
+
+def matrix_scale(m: torch.Tensor) -> torch.Tensor:
+    """Uniform scale of `(B, 2, 3)` similarity matrices, `(B,)`."""
+    return torch.sqrt(torch.abs(torch.det(m[:, :, :2])))
+
+
+def warp_faces(frames: torch.Tensor, matrices: torch.Tensor, size: int) -> torch.Tensor:
+    """Cut aligned square crops out of frames.
+
+    Strong downscales are pre-filtered with a Gaussian pyramid so the crop does not alias.
+
+    Args:
+        frames: `(B, 3, H, W)` float images, one per face (repeat a frame for several faces).
+        matrices: `(B, 2, 3)` frame -> crop matrices.
+        size: crop side in pixels.
+    Returns:
+        `(B, 3, size, size)` crops, same dtype as `frames`.
+    """
+    m = matrices.to(frames.dtype)
+    # Each halving of the frame halves the matrix's scale; stop once scale > 0.5 (bilinear is fine there).
+    levels = int(max(0, math.floor(-math.log2(max(matrix_scale(m).max().item(), 1e-6)) - 1e-9)))
+    if levels > 0:
+        for _ in range(levels):
+            frames = kornia.geometry.transform.pyrdown(frames)
+        # pyrdown maps pixel x (centres at integers) to (x + 0.5) / 2 - 0.5 per level.
+        factor = 2.0**levels
+        pre = torch.tensor([[factor, 0.0, (factor - 1) / 2], [0.0, factor, (factor - 1) / 2]], dtype=m.dtype)
+        m = m @ torch.cat([pre, torch.tensor([[0.0, 0.0, 1.0]], dtype=m.dtype)])[None]
+    return kornia.geometry.transform.warp_affine(
+        frames, m, (size, size), mode="bilinear", padding_mode="border", align_corners=True
+    )
+
+
+def _ellipse(size: int, coverage: str, centre: tuple[float, float], axes: tuple[float, float], feather: float) -> torch.Tensor:
+    """A soft ellipse given in face units, rendered into a `(size, size)` crop; values in [0, 1]."""
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    c = face_units_to_crop(np.array(centre), size, coverage)
+    span, _ = _coverage(coverage)
+    px = size / span
+    r = torch.sqrt(((xs - c[0]) / (axes[0] * px)) ** 2 + ((ys - c[1]) / (axes[1] * px)) ** 2)
+    # 1 inside, 0 outside, a linear ramp `feather` (fraction of the radius) wide across the edge.
+    return ((1.0 + feather / 2 - r) / max(feather, 1e-6)).clamp(0, 1)
+
+
+def template_face_mask(size: int, coverage: str = DEFAULT_COVERAGE, feather: float = 0.15) -> torch.Tensor:
+    """Soft mask of the face (brows to chin, cheek to cheek) on the template, `(1, size, size)` in [0, 1]."""
+    return _ellipse(size, coverage, centre=(0.0, 0.62), axes=(1.08, 1.45), feather=feather)[None]
+
+
+def template_eye_mouth_mask(size: int, coverage: str = DEFAULT_COVERAGE) -> torch.Tensor:
+    """Soft mask of the eyes and mouth on the template, `(1, size, size)` in [0, 1]."""
+    left = _ellipse(size, coverage, (-0.5, 0.0), (0.32, 0.2), 0.3)
+    right = _ellipse(size, coverage, (0.5, 0.0), (0.32, 0.2), 0.3)
+    mouth = _ellipse(size, coverage, (0.0, 1.15), (0.62, 0.32), 0.3)
+    return torch.maximum(torch.maximum(left, right), mouth)[None]

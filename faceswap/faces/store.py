@@ -1,0 +1,180 @@
+"""Face files on disk: aligned-face PNGs with embedded JSON, and `alignments.json`.
+
+Aligned face PNG
+    A square RGB PNG with one `tEXt` chunk, keyword `faceswap`, holding JSON::
+
+        {"source": "clip.mp4", "frame": 12, "face": 0, "size": 256, "coverage": "face",
+         "matrix": [[a, b, tx], [c, d, ty]],          # frame pixels -> crop pixels
+         "landmarks": [[x, y] x 5], "box": [x0, y0, x1, y1], "score": 0.999, "tool": "faceswap 0.1.0"}
+
+`alignments.json` (written atomically, see `Alignments`)::
+
+    {"version": 1, "tool": "faceswap 0.1.0", "size": 256, "coverage": "face",
+     "sources": {"<source key>": {
+         "path": "/abs/path/clip.mp4", "kind": "video" | "image",
+         "fingerprint": {"bytes": 1234, "head_sha1": "..."},
+         "width": 512, "height": 512, "fps": 30.0, "frame_count": 354,
+         "complete": true, "next_frame": 354,
+         "frames": {"0": [{"box": [...], "landmarks": [...], "score": 0.99,
+                           "matrix": [[...], [...]], "file": "clip_000000_0.png"}]}}}}
+
+Frame indices are decoded-frame indices (0-based). `complete` is false while a source is being
+extracted; `next_frame` is where a resumed run picks up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from faceswap.errors import FaceswapError
+
+PNG_KEYWORD = b"faceswap"
+ALIGNMENTS_NAME = "alignments.json"
+ALIGNMENTS_VERSION = 1
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` via a temp file in the same folder + rename, so a kill leaves old or new."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def encode_face_png(image: np.ndarray, meta: dict[str, Any], compression: int = 1) -> bytes:
+    """PNG bytes of an `(H, W, 3)` uint8 RGB image with `meta` as a JSON `tEXt` chunk."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    if not ok:
+        raise FaceswapError("could not encode a face as PNG")
+    png = buf.tobytes()
+    text = _png_chunk(b"tEXt", PNG_KEYWORD + b"\0" + json.dumps(meta, separators=(",", ":")).encode("latin-1"))
+    iend = png.rfind(b"IEND") - 4  # the IEND chunk starts with its 4-byte length
+    return png[:iend] + text + png[iend:]
+
+
+def write_face_png(path: str | os.PathLike, image: np.ndarray, meta: dict[str, Any]) -> None:
+    """Write an aligned face PNG with embedded metadata, atomically."""
+    atomic_write_bytes(path, encode_face_png(image, meta))
+
+
+def read_png_meta(data: bytes) -> dict[str, Any] | None:
+    """The `faceswap` JSON of PNG bytes, or None when the PNG has none."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"tEXt":
+            body = data[pos + 8 : pos + 8 + length]
+            key, _, value = body.partition(b"\0")
+            if key == PNG_KEYWORD:
+                try:
+                    return json.loads(value.decode("latin-1"))
+                except ValueError:
+                    return None
+        pos += 12 + length
+    return None
+
+
+def read_face_meta(path: str | os.PathLike) -> dict[str, Any] | None:
+    """Metadata of an aligned face PNG, or None for other images."""
+    with open(path, "rb") as f:
+        return read_png_meta(f.read())
+
+
+def read_face_png(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Read a face image (any format OpenCV reads) as `(H, W, 3)` uint8 RGB plus its metadata."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise FaceswapError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FaceswapError(f"{path} is not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), read_png_meta(data)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly inside `folder`, sorted by name (hidden files skipped)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
+def file_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """Cheap identity of a file: its size and the SHA-1 of its first MiB."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    return {"bytes": path.stat().st_size, "head_sha1": hashlib.sha1(head).hexdigest()}
+
+
+@dataclass
+class Alignments:
+    """In-memory `alignments.json`; `save()` writes it atomically."""
+
+    path: Path
+    size: int
+    coverage: str
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Alignments":
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+            if raw.get("version") != ALIGNMENTS_VERSION:
+                raise FaceswapError(f"{path} has alignments version {raw.get('version')!r}, expected {ALIGNMENTS_VERSION}")
+            return cls(path=path, size=int(raw["size"]), coverage=str(raw["coverage"]), sources=dict(raw["sources"]))
+        except FaceswapError:
+            raise
+        except FileNotFoundError as exc:
+            raise FaceswapError(f"alignments file {path} does not exist") from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise FaceswapError(f"{path} is not a valid alignments file ({exc})") from exc
+
+    def to_json(self) -> dict[str, Any]:
+        from faceswap import __version__
+
+        return {"version": ALIGNMENTS_VERSION, "tool": f"faceswap {__version__}", "size": self.size,
+                "coverage": self.coverage, "sources": self.sources}
+
+    def save(self) -> None:
+        atomic_write_bytes(self.path, json.dumps(self.to_json(), separators=(",", ":")).encode())
+
+    def find_source(self, path: str | os.PathLike) -> tuple[str, dict[str, Any]] | None:
+        """The entry for `path`: by key first, else by file fingerprint (a moved or renamed file)."""
+        key = str(Path(path).resolve())
+        if key in self.sources:
+            return key, self.sources[key]
+        try:
+            fp = file_fingerprint(path)
+        except OSError:
+            return None
+        for k, entry in self.sources.items():
+            if entry.get("fingerprint") == fp:
+                return k, entry
+        return None
+
+    def face_files(self) -> list[str]:
+        return [face["file"] for entry in self.sources.values() for faces in entry["frames"].values() for face in faces]

@@ -1,0 +1,215 @@
+"""Shared-encoder / two-decoder face autoencoder.
+
+One encoder is shared by identities A and B; each identity has its own decoder. Training
+reconstructs each identity through its own decoder; a swap encodes a face of A and decodes it with
+B's decoder (``"a2b"``), so the shared code has to carry pose, expression and light, and the decoder
+adds the identity.
+
+Shapes (``S`` = preset size, ``L`` = latent channels)::
+
+    faces (B, 3, S, S) --encoder--> code (B, L/2, 8, 8) --decoder--> (B, 3 [+1 mask], S, S)
+
+Encoder: stride-2 convs down to 4x4, flatten, dense bottleneck, dense back to 4x4xL, one upscale.
+Decoder: upscales (3x3 conv to 4x channels + pixel shuffle) to S, optional residual blocks, then a
+conv with sigmoid for RGB and, with ``learn_mask``, one more channel trained against the template
+face mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faceswap.errors import FaceswapError
+from faceswap.model.blocks import ConvAct, ResBlock, Upscale
+
+DIRECTIONS = {"a2b": "b", "b2a": "a"}  # direction -> decoder used
+
+
+@dataclass(frozen=True)
+class Preset:
+    """An architecture by numbers; `config.json` stores it, so old models load after presets change."""
+
+    name: str
+    size: int  # input and output side, px
+    enc: tuple[int, ...]  # channels of the stride-2 encoder convs (size / 2**len(enc) must be 4)
+    enc_kernel: int  # kernel of those convs
+    dense: int  # bottleneck width
+    latent: int  # channels of the 4x4 map the bottleneck is expanded to
+    dec: tuple[int, ...]  # channels after each decoder upscale
+    out_kernel: int  # kernel of the final RGB(+mask) conv
+    res_blocks: int = 0  # residual blocks after each decoder upscale
+    lr: float = 5e-5  # Adam learning rate that suits it
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.size != 4 * 2 ** len(self.enc) or self.size != 8 * 2 ** len(self.dec):
+            raise ValueError(f"preset {self.name}: size {self.size} does not match {len(self.enc)} downs / {len(self.dec)} ups")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Preset":
+        d = dict(d)
+        d["enc"], d["dec"] = tuple(d["enc"]), tuple(d["dec"])
+        return cls(**d)
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "original", 64, enc=(128, 256, 512, 1024), enc_kernel=5, dense=1024, latent=1024,
+            dec=(256, 128, 64), out_kernel=5, lr=5e-5,
+            description="the classic deepfakes 64 px model",
+        ),
+        # Chosen by measurement on a 2-core CPU (see bench/train.py and the lite notes in the README of
+        # the model dir): 3x3 convs and narrow high-resolution layers spend the FLOPs where a 30-minute
+        # run can use them; a residual block per decoder stage buys detail for little cost.
+        Preset(
+            "lite", 64, enc=(64, 128, 256, 512), enc_kernel=3, dense=512, latent=512,
+            dec=(256, 128, 64), out_kernel=3, res_blocks=0, lr=2e-4,
+            description="CPU-first 64 px model",
+        ),
+        Preset(
+            "hq", 128, enc=(128, 256, 512, 1024, 1024), enc_kernel=5, dense=1024, latent=1024,
+            dec=(512, 256, 128, 64), out_kernel=5, res_blocks=1, lr=5e-5,
+            description="128 px model for GPUs",
+        ),
+    ]
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise FaceswapError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    return PRESETS[name]
+
+
+class Encoder(nn.Module):
+    """`(B, 3, S, S)` in [0, 1] -> code `(B, latent/2, 8, 8)`."""
+
+    def __init__(self, p: Preset):
+        super().__init__()
+        chans = (3, *p.enc)
+        self.convs = nn.Sequential(*[ConvAct(a, b, p.enc_kernel, stride=2) for a, b in zip(chans, chans[1:])])
+        # No activation around the dense pair: the classic model's linear bottleneck.
+        self.dense1 = nn.Linear(4 * 4 * p.enc[-1], p.dense)
+        self.dense2 = nn.Linear(p.dense, 4 * 4 * p.latent)
+        self.up = Upscale(p.latent, p.latent // 2)
+        self.latent = p.latent
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.convs(x).flatten(1)
+        x = self.dense2(self.dense1(x)).view(-1, self.latent, 4, 4)
+        return self.up(x)
+
+
+class Decoder(nn.Module):
+    """Code `(B, latent/2, 8, 8)` -> `(B, 3 + mask, S, S)` in [0, 1] (RGB, then the mask channel if any)."""
+
+    def __init__(self, p: Preset, out_channels: int):
+        super().__init__()
+        chans = (p.latent // 2, *p.dec)
+        layers: list[nn.Module] = []
+        for a, b in zip(chans, chans[1:]):
+            layers.append(Upscale(a, b))
+            layers += [ResBlock(b) for _ in range(p.res_blocks)]
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(p.dec[-1], out_channels, p.out_kernel, padding=p.out_kernel // 2)
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.out(self.body(code)))
+
+
+class SwapModel(nn.Module):
+    """Encoder shared by identities ``a`` and ``b`` plus one decoder each.
+
+    Attributes:
+        encoder: `Encoder`.
+        decoders: `nn.ModuleDict` with keys ``"a"`` and ``"b"``.
+        preset: the `Preset` the model was built from; ``size`` = ``preset.size``.
+        coverage: face coverage of the crops it was trained on (see `faceswap.faces.align`).
+        learn_mask: whether decoders emit a 4th (mask) channel.
+    """
+
+    def __init__(self, preset: Preset, coverage: str = "face", learn_mask: bool = False):
+        super().__init__()
+        self.preset, self.size, self.coverage, self.learn_mask = preset, preset.size, coverage, learn_mask
+        out = 4 if learn_mask else 3
+        self.encoder = Encoder(preset)
+        self.decoders = nn.ModuleDict({"a": Decoder(preset, out), "b": Decoder(preset, out)})
+
+    def forward(self, faces_a: torch.Tensor, faces_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass: both identities through the shared encoder in one batch, each through its decoder.
+
+        `(Ba, 3, S, S)`, `(Bb, 3, S, S)` -> `(Ba, C, S, S)`, `(Bb, C, S, S)` with C = 3 (+1 mask).
+        """
+        code = self.encoder(torch.cat([faces_a, faces_b]))
+        return self.decoders["a"](code[: len(faces_a)]), self.decoders["b"](code[len(faces_a):])
+
+    def _prepare(self, faces: torch.Tensor) -> torch.Tensor:
+        if faces.dim() != 4 or faces.shape[1] != 3 or faces.shape[2] != faces.shape[3]:
+            raise FaceswapError(f"expected faces of shape (B, 3, S, S), got {tuple(faces.shape)}")
+        p = next(self.parameters())
+        faces = faces.to(device=p.device, dtype=p.dtype)
+        if faces.shape[-1] != self.size:
+            faces = F.interpolate(faces, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+        return faces
+
+    @torch.no_grad()
+    def reconstruct(self, faces: torch.Tensor, identity: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encode and decode with `identity`'s decoder (``"a"`` or ``"b"``).
+
+        Args:
+            faces: `(B, 3, S', S')` float in [0, 1], aligned with the model's coverage; resized to
+                `size` when S' differs.
+        Returns:
+            images `(B, 3, size, size)` in [0, 1], and the learned mask `(B, 1, size, size)` or None.
+        """
+        if identity not in self.decoders:
+            raise FaceswapError(f"unknown identity {identity!r} (use 'a' or 'b')")
+        out = self.decoders[identity](self.encoder(self._prepare(faces)))
+        return out[:, :3], (out[:, 3:4] if self.learn_mask else None)
+
+    @torch.no_grad()
+    def swap(self, faces: torch.Tensor, direction: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``"a2b"``: faces of A rendered as B (encode, decode with B); ``"b2a"`` the other way.
+
+        Same shapes as `reconstruct`.
+        """
+        if direction not in DIRECTIONS:
+            raise FaceswapError(f"unknown swap direction {direction!r} (use 'a2b' or 'b2a')")
+        return self.reconstruct(faces, DIRECTIONS[direction])
+
+    def describe(self) -> dict:
+        """What `config.json` records about the architecture."""
+        return {"preset": self.preset.name, "size": self.size, "coverage": self.coverage,
+                "learn_mask": self.learn_mask, "architecture": self.preset.to_json(),
+                "parameters": count_parameters(self), "forward_flops_per_example": forward_flops(self)}
+
+
+def build_model(preset: str | Preset, coverage: str = "face", learn_mask: bool = False) -> SwapModel:
+    return SwapModel(get_preset(preset) if isinstance(preset, str) else preset, coverage, learn_mask)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def forward_flops(model: SwapModel) -> int:
+    """FLOPs (2 per multiply-add) of one example through the encoder and one decoder.
+
+    A training step costs about 3x this per example (forward + backward for inputs and weights).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    p = next(model.parameters())
+    x = torch.zeros(1, 3, model.size, model.size, device=p.device, dtype=p.dtype)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model.decoders["a"](model.encoder(x))
+    return int(fc.get_total_flops())

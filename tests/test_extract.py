@@ -1,0 +1,167 @@
+"""`faceswap extract` end to end through the CLI, on clips made from a photo that ships in a wheel."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import photo_face
+from faceswap.cli import main
+from faceswap.faces.align import template_points
+from faceswap.faces.detect import FaceDetector
+from faceswap.faces.store import read_face_png
+from faceswap.video import VideoWriter
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def faces_in(folder):
+    return sorted(p.name for p in folder.glob("*.png"))
+
+
+def test_extract_video_writes_aligned_faces_and_alignments(photo_clip, tmp_path):
+    out = tmp_path / "faces"
+    code, stdout, stderr = run("extract", photo_clip, "-o", out, "--size", 128)
+    assert code == 0, stderr
+    assert "24 frames read, 24 faces written, 0 frames without a face" in stdout
+    names = faces_in(out)
+    assert len(names) == 24 and names[0] == "photo_000000_0.png"
+    al = json.loads((out / "alignments.json").read_text())
+    assert (al["size"], al["coverage"]) == (128, "face")
+    (entry,) = al["sources"].values()
+    assert (entry["width"], entry["height"], entry["fps"], entry["frame_count"], entry["complete"]) == (320, 240, 24.0, 24, True)
+    face = entry["frames"]["5"][0]
+    image, meta = read_face_png(out / face["file"])
+    assert image.shape == (128, 128, 3)
+    assert meta["frame"] == 5 and meta["matrix"] == face["matrix"] and meta["coverage"] == "face"
+    # The matrix maps the frame's landmarks onto the template.
+    m = np.array(face["matrix"])
+    mapped = np.array(face["landmarks"]) @ m[:, :2].T + m[:, 2]
+    assert np.abs(mapped - template_points(128)).max() < 128 * 0.06
+
+
+def test_options_every_start_end_and_reuse(photo_clip, tmp_path):
+    out = tmp_path / "faces"
+    code, stdout, _ = run("extract", photo_clip, "-o", out, "--every", 5, "--start", 2, "--end", 20, "--quiet")
+    assert code == 0
+    assert faces_in(out) == [f"photo_{i:06d}_0.png" for i in (2, 7, 12, 17)]
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    code, stdout, stderr = run("extract", photo_clip, "-o", out, "--quiet")
+    assert code == 0 and "already extracted" in stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == before  # no face rewritten
+    code, stdout, _ = run("extract", photo_clip, "-o", out, "--quiet", "--overwrite")
+    assert code == 0 and len(faces_in(out)) == 24
+
+
+def test_interrupted_run_resumes(photo_clip, tmp_path):
+    out = tmp_path / "faces"
+    assert run("extract", photo_clip, "-o", out, "--quiet")[0] == 0
+    # Make it look like a run killed after frame 11: later frames missing, source incomplete.
+    path = out / "alignments.json"
+    al = json.loads(path.read_text())
+    (entry,) = al["sources"].values()
+    for i in range(12, 24):
+        (out / entry["frames"].pop(str(i))[0]["file"]).unlink()
+    entry.update(complete=False, next_frame=12)
+    path.write_text(json.dumps(al))
+    kept = (out / "photo_000003_0.png").stat().st_mtime_ns
+    code, stdout, stderr = run("extract", photo_clip, "-o", out)
+    assert code == 0 and "resuming at frame 12" in stderr
+    assert "12 frames read, 12 faces written" in stdout
+    assert len(faces_in(out)) == 24 and (out / "photo_000003_0.png").stat().st_mtime_ns == kept
+    assert json.loads(path.read_text())["sources"][entry["path"]]["complete"] is True
+
+
+def test_images_and_folders(tmp_path):
+    from skimage import data
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "hopper.jpg"), cv2.cvtColor(photo_face(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "astronaut.png"), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    single = tmp_path / "single.png"
+    cv2.imwrite(str(single), cv2.cvtColor(cv2.resize(photo_face(), (256, 300)), cv2.COLOR_RGB2BGR))
+    out = tmp_path / "faces"
+    code, stdout, stderr = run("extract", folder, single, "-o", out, "--max-faces", 1)
+    assert code == 0, stderr
+    assert faces_in(out) == ["astronaut_0.png", "hopper_0.png", "single_0.png"]
+
+
+def test_bad_inputs_are_one_line_errors_and_the_rest_still_runs(photo_clip, tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 20)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    no_images = tmp_path / "no_images"
+    no_images.mkdir()
+    out = tmp_path / "faces"
+    code, stdout, stderr = run("extract", tmp_path / "missing.mp4", text, empty, no_images, photo_clip, "-o", out, "--quiet")
+    assert code == 1
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 4
+    assert "missing.mp4: no such file" in errors[0]
+    assert "notes.mp4: not a video" in stderr and "empty.mp4: empty file" in stderr and "folder has no images" in stderr
+    assert "Traceback" not in stderr
+    assert len(faces_in(out)) == 24  # the good clip was still extracted
+
+
+def test_truncated_video_keeps_its_frames(photo_clip, tmp_path):
+    data = photo_clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    code, stdout, stderr = run("extract", cut, "-o", tmp_path / "faces", "--quiet")
+    assert code == 0
+    assert "Warning: cut.mp4 ended after" in stderr
+    assert 0 < len(faces_in(tmp_path / "faces")) < 24
+
+
+def test_no_faces_at_all_is_an_error(tmp_path):
+    blank = tmp_path / "blank.mp4"
+    with VideoWriter(blank, 160, 120, 10.0) as w:
+        w.write(np.full((10, 120, 160, 3), 128, np.uint8))
+    code, _, stderr = run("extract", blank, "-o", tmp_path / "faces", "--quiet")
+    assert code == 1 and "Error: no faces found in" in stderr
+
+
+def test_unwritable_output_and_foreign_images_are_refused(photo_clip, tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    code, _, stderr = run("extract", photo_clip, "-o", a_file / "faces")
+    assert code == 1 and stderr.startswith("Error: cannot write to output folder")
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "holiday.png").write_bytes(b"precious")
+    code, _, stderr = run("extract", photo_clip, "-o", foreign)
+    assert code == 1 and "did not write" in stderr
+    assert (foreign / "holiday.png").read_bytes() == b"precious"
+
+
+def test_real_process_prints_no_traceback(tmp_path):
+    cmd = [sys.executable, "-m", "faceswap", "extract", str(tmp_path / "nope.mp4"), "-o", str(tmp_path / "out")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"Error: {tmp_path / 'nope.mp4'}: no such file or folder"]
+    proc = subprocess.run([sys.executable, "-m", "faceswap", "--debug", "extract", "--end", "0", "x", "-o", "y"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2  # click's usage error for a bad option value
+
+
+def test_detector_downscale_maps_boxes_back():
+    frame = cv2.resize(photo_face(), (1024, 1200))
+    det = FaceDetector()
+    (faces,) = det.detect(frame[None])
+    assert len(faces) == 1
+    assert det.scale_for(1200, 1024) < 0.25
+    # Against a detection at a larger detect size: same face within a few percent of its size.
+    from faceswap.faces.detect import DetectorConfig
+
+    (big,) = FaceDetector(DetectorConfig(detect_size=800)).detect(frame[None])
+    err = np.abs(faces[0].landmarks - big[0].landmarks).max()
+    assert err < 0.05 * faces[0].size
