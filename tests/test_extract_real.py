@@ -1,0 +1,49 @@
+"""Integration: extract on the four real clips in ../shared/data/faces (never committed)."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REAL_CLIPS, requires_real_clips
+from faceswap.extract import ExtractConfig, run_extract
+from faceswap.faces.align import template_points
+from faceswap.faces.detect import DetectorConfig, FaceDetector
+from faceswap.faces.store import Alignments, read_face_png
+
+pytestmark = [pytest.mark.integration, requires_real_clips()]
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("real_faces")
+    summary = run_extract(ExtractConfig(inputs=list(REAL_CLIPS.values()), output=out), show_progress=False)
+    assert not summary.errors
+    return out, summary
+
+
+@pytest.mark.parametrize("clip", sorted(REAL_CLIPS))
+def test_a_face_in_at_least_98_percent_of_frames(extracted, clip):
+    out, _ = extracted
+    al = Alignments.load(out / "alignments.json")
+    entry = al.sources[str(REAL_CLIPS[clip].resolve())]
+    with_face = sum(1 for faces in entry["frames"].values() if faces)
+    assert len(entry["frames"]) == entry["frame_count"]  # every frame was read
+    assert with_face / entry["frame_count"] >= 0.98, f"{clip}: {with_face}/{entry['frame_count']}"
+
+
+def test_aligned_crops_put_landmarks_on_the_template(extracted):
+    out, _ = extracted
+    al = Alignments.load(out / "alignments.json")
+    files = sorted(f for f in al.face_files())[::10]
+    crops = np.stack([read_face_png(out / f)[0] for f in files])
+    # Re-detect at full crop resolution, independent of the extraction's downscaling.
+    detector = FaceDetector(DetectorConfig(detect_size=crops.shape[1], min_face=64))
+    errors = []
+    for i in range(0, len(crops), 16):
+        for faces in detector.detect(crops[i : i + 16]):
+            if faces:
+                errors.append(np.linalg.norm(faces[0].landmarks - template_points(crops.shape[1]), axis=1).mean())
+    assert len(errors) >= 0.95 * len(files)
+    median = float(np.median(errors)) / crops.shape[1]
+    print(f"median landmark error on re-detection: {median:.2%} of the crop size over {len(errors)} crops")
+    assert median <= 0.03
