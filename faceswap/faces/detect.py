@@ -39,12 +39,15 @@ class DetectorConfig:
     min_face: smallest face kept, longer box side in original pixels.
     min_score: smallest MTCNN probability kept.
     max_faces: keep at most this many faces per frame, largest first (0 = all).
+    stage_thresholds: MTCNN's P-/R-/O-net acceptance scores. Candidates passing P-net are each
+        cropped and resampled in a Python loop, so P-net's threshold sets most of the cost.
     """
 
     detect_size: int = 256
     min_face: int = 40
     min_score: float = 0.9
     max_faces: int = 0
+    stage_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
 
 
 class FaceDetector:
@@ -57,7 +60,7 @@ class FaceDetector:
             raise FaceswapError(f"--detect-size {config.detect_size} is too small (use 48 or more)")
         self.config = config
         self.device = torch.device(device)
-        self.mtcnn = MTCNN(keep_all=True, device=self.device, post_process=False)
+        self.mtcnn = MTCNN(keep_all=True, device=self.device, post_process=False, thresholds=list(config.stage_thresholds))
         if self.device.type == "cpu":
             for net in (self.mtcnn.pnet, self.mtcnn.rnet, self.mtcnn.onet):
                 net.to(memory_format=torch.channels_last)
