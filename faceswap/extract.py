@@ -25,6 +25,7 @@ from faceswap.device import pick_device
 from faceswap.errors import FaceswapError
 from faceswap.faces.align import COVERAGES, DEFAULT_COVERAGE, alignment_matrices, warp_faces
 from faceswap.faces.detect import DetectorConfig, Face, FaceDetector
+from faceswap.faces.track import FaceTracker
 from faceswap.faces.store import ALIGNMENTS_NAME, IMAGE_EXTENSIONS, Alignments, file_fingerprint, list_images, read_face_png, write_face_png
 from faceswap.video import FrameReader, probe
 
@@ -80,6 +81,7 @@ class _Extractor:
         self.device = pick_device(config.device)
         self.alignments = self._open_output()
         self.detector = FaceDetector(config.detector, self.device)
+        self.tracker = FaceTracker(self.detector, config.detector.redetect_every)
         self.pool = ThreadPoolExecutor(max_workers=2)
         self.pending: list[Future] = []
         self.replaced_files: set[str] = set()  # old face files to delete once their source is redone
@@ -196,7 +198,8 @@ class _Extractor:
     def _options(self) -> dict[str, Any]:
         c = self.config
         return {"every": c.every, "start": c.start, "end": c.end, "detect_size": c.detector.detect_size,
-                "min_face": c.detector.min_face, "min_score": c.detector.min_score, "max_faces": c.detector.max_faces}
+                "min_face": c.detector.min_face, "min_score": c.detector.min_score, "max_faces": c.detector.max_faces,
+                "redetect_every": c.detector.redetect_every}
 
     def video(self, path: Path, progress: Progress | None) -> None:
         cfg = self.config
@@ -215,8 +218,9 @@ class _Extractor:
             self.console.print(f"{path.name}: resuming at frame {first}")
         task = progress.add_task(path.name, total=reader.expected, faces=0) if progress else None
         found = 0
+        self.tracker.reset()
         for indices, frames in reader.chunks(cfg.batch_size):
-            found += self._save_faces(frames, self.detector.detect(frames), indices, entry, key)
+            found += self._save_faces(frames, self.tracker(frames), indices, entry, key)
             self.summary.frames_read += len(indices)
             entry["next_frame"] = indices[-1] + 1
             if progress:

@@ -165,3 +165,20 @@ def test_detector_downscale_maps_boxes_back():
     (big,) = FaceDetector(DetectorConfig(detect_size=800)).detect(frame[None])
     err = np.abs(faces[0].landmarks - big[0].landmarks).max()
     assert err < 0.05 * faces[0].size
+
+
+def test_tracking_matches_full_detection(photo_clip):
+    from faceswap.faces.track import FaceTracker
+    from faceswap.video import FrameReader
+
+    frames = np.concatenate([f for _, f in FrameReader(photo_clip).chunks(24)])
+    detector = FaceDetector()
+    full = detector.detect(frames)
+    tracker = FaceTracker(detector, redetect_every=8)
+    tracked = tracker(frames[:10]) + tracker(frames[10:])  # state carries across chunks
+    assert [len(f) for f in tracked] == [len(f) for f in full] == [1] * 24
+    for a, b in zip(full, tracked):
+        assert np.abs(a[0].landmarks - b[0].landmarks).max() < 0.04 * a[0].size
+    # A frame without a face drops the track and falls back to full detection.
+    blank = np.full_like(frames[:2], 128)
+    assert tracker(blank) == [[], []] and tracker.tracks == []

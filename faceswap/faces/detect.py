@@ -39,6 +39,8 @@ class DetectorConfig:
     min_face: smallest face kept, longer box side in original pixels.
     min_score: smallest MTCNN probability kept.
     max_faces: keep at most this many faces per frame, largest first (0 = all).
+    redetect_every: in videos, run the full detector every N frames and track faces in between
+        with MTCNN's last stage only (see `faces.track`); 1 = full detection on every frame.
     stage_thresholds: MTCNN's P-/R-/O-net acceptance scores. Candidates passing P-net are each
         cropped and resampled in a Python loop, so P-net's threshold sets most of the cost.
     """
@@ -47,6 +49,7 @@ class DetectorConfig:
     min_face: int = 40
     min_score: float = 0.9
     max_faces: int = 0
+    redetect_every: int = 8
     stage_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
 
 
@@ -77,15 +80,18 @@ class FaceDetector:
         Returns:
             per frame, its faces (largest first), in original frame pixels.
         """
+        small, factor = self.downscale(frames)
+        return self._detect_small(small, np.tile(factor, (len(frames), 1)))
+
+    def downscale(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The copies MTCNN sees, `(N, h, w, 3)`, and the per-axis factor small/original `(2,)`."""
         n, h, w = frames.shape[:3]
         scale = self.scale_for(h, w)
-        if scale < 1.0:
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            small = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
-            factor = (size[0] / w, size[1] / h)  # the true per-axis factors after rounding
-        else:
-            small, factor = frames, (1.0, 1.0)
-        return self._detect_small(small, np.tile(np.float32(factor), (n, 1)))
+        if scale >= 1.0:
+            return frames, np.ones(2, np.float32)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+        return small, np.float32([size[0] / w, size[1] / h])  # true factors after rounding
 
     def detect_images(self, images: list[np.ndarray]) -> list[list[Face]]:
         """Faces in images of any sizes: each is fitted into a `detect_size` square canvas so
@@ -115,12 +121,12 @@ class FaceDetector:
                 b = np.asarray(b, np.float32).reshape(-1, 4) / np.float32([sx, sy, sx, sy])
                 lm = np.asarray(lm, np.float32).reshape(-1, 5, 2) / np.float32([sx, sy])
                 p = np.asarray(p, np.float32).reshape(-1)
-                for box, marks, score in zip(b, lm, p):
-                    face = Face(box, marks, float(score))
-                    if score >= cfg.min_score and face.size >= cfg.min_face:
-                        faces.append(face)
-                faces.sort(key=lambda f: f.size, reverse=True)
-                if cfg.max_faces > 0:
-                    faces = faces[: cfg.max_faces]
+                faces = self.keep([Face(box, marks, float(score)) for box, marks, score in zip(b, lm, p)])
             out.append(faces)
         return out
+
+    def keep(self, faces: list[Face]) -> list[Face]:
+        """Apply min_score, min_face and max_faces; largest face first."""
+        cfg = self.config
+        faces = sorted((f for f in faces if f.score >= cfg.min_score and f.size >= cfg.min_face), key=lambda f: f.size, reverse=True)
+        return faces[: cfg.max_faces] if cfg.max_faces > 0 else faces
