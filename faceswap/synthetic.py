@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import cv2
@@ -88,7 +88,8 @@ IDENTITY_A = Identity(
     shirt_colour=(150, 40, 60),
 )
 
-# Wide square face, dark skin, short black hair, small dark eyes, thick brows, big nose, glasses, beard.
+# Wide square face, dark skin, short black hair, small dark eyes, thick brows, big nose, glasses,
+# stubble. (A full beard hides the mouth's outline; MTCNN's mouth corners then drift ~0.1 interocular.)
 IDENTITY_B = Identity(
     face_ratio=0.90,
     jaw_roundness=0.05,
@@ -103,7 +104,7 @@ IDENTITY_B = Identity(
     lip_colour=(120, 65, 62),
     glasses=True,
     earrings=False,
-    beard="full",
+    beard="stubble",
     shirt_colour=(70, 110, 80),
 )
 
@@ -155,8 +156,12 @@ def _rgb(a: np.ndarray) -> RGB:
 def random_identity(seed: int) -> Identity:
     """A plausible random identity, deterministic given `seed`."""
     rng = np.random.default_rng([seed, 0x1D])
-    jitter = lambda: rng.uniform(-10, 10, 3)  # noqa: E731 - keeps palettes from repeating exactly
-    skin = _SKINS[rng.integers(len(_SKINS))] + jitter()
+
+    def pick(palette: np.ndarray) -> np.ndarray:
+        # A palette colour, jittered so identities do not repeat colours exactly.
+        return palette[rng.integers(len(palette))] + rng.uniform(-10, 10, 3)
+
+    skin = pick(_SKINS)
     lip = 0.7 * skin + 0.3 * np.array([200, 70, 80]) - 10
     style: HairStyle = ("none", "short", "short", "long", "long", "bun")[int(rng.integers(6))]
     beard: Beard = ("none",) * 6 + ("stubble", "full")
@@ -164,9 +169,9 @@ def random_identity(seed: int) -> Identity:
         face_ratio=float(rng.uniform(0.70, 0.90)),
         jaw_roundness=float(rng.uniform(0.0, 1.0)),
         skin=_rgb(skin),
-        hair_colour=_rgb(_HAIRS[rng.integers(len(_HAIRS))] + jitter()),
+        hair_colour=_rgb(pick(_HAIRS)),
         hair_style=style,
-        eye_colour=_rgb(_EYES[rng.integers(len(_EYES))] + jitter()),
+        eye_colour=_rgb(pick(_EYES)),
         eye_size=float(rng.uniform(0.85, 1.2)),
         brow_thickness=float(rng.uniform(0.04, 0.11)),
         nose_size=float(rng.uniform(0.8, 1.25)),
@@ -175,7 +180,7 @@ def random_identity(seed: int) -> Identity:
         glasses=bool(rng.random() < 0.3),
         earrings=bool(rng.random() < 0.3),
         beard=beard[int(rng.integers(len(beard)))],
-        shirt_colour=_rgb(_SHIRTS[rng.integers(len(_SHIRTS))] + jitter()),
+        shirt_colour=_rgb(pick(_SHIRTS)),
     )
 
 
@@ -255,6 +260,11 @@ def _ell(cx: float, cy: float, rx: float, ry: float, n: int = 32, t0: float = 0.
 # Face geometry (face units)
 
 
+# Depths off the face surface (face units): eyes sit in sockets, the iris bulges a little, the nose
+# tip (times nose_size) and the lips stick out. They set how features shift when the head turns.
+_EYE_DZ, _IRIS_DZ, _NOSE_DZ, _LIP_DZ = -0.06, 0.02, 0.28, 0.10
+
+
 @dataclass(frozen=True)
 class _Geom:
     a: float  # half width of the head
@@ -271,11 +281,20 @@ class _Geom:
         r = (np.asarray(x) / self.a) ** 2 + ((np.asarray(y) - self.cy) / (self.chin - self.top) * 2) ** 2
         return self.depth * np.sqrt(np.clip(1 - r, 0.05, 1))
 
+    def skull(self, grow: float, t0: float, t1: float, n: int, endpoint: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Upper head outline `x, y` for angles t0..t1 (pi = left, 1.5 pi = top), grown by `grow`.
+
+        A superellipse: a skull is boxier than an ellipse, which would look like an egg.
+        """
+        t = np.linspace(t0, t1, n, endpoint=endpoint)
+        c, s = np.cos(t), np.sin(t)
+        e = 2 / 2.5
+        return (self.a + grow) * np.sign(c) * np.abs(c) ** e, self.cy + (self.cy - self.top + grow) * np.sign(s) * np.abs(s) ** e
+
     def outline(self, grow: float = 0.0, n: int = 72) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Head outline `x, y, z` (clockwise from the left cheek), grown outwards by `grow`."""
         a, cy = self.a + grow, self.cy
-        t = np.linspace(math.pi, 2 * math.pi, n // 2, endpoint=False)
-        ux, uy = a * np.cos(t), cy + (cy - self.top + grow) * np.sin(t)
+        ux, uy = self.skull(grow, math.pi, 2 * math.pi, n // 2, endpoint=False)
         # Lower half: a superellipse, square for big exponents, pointed chin for small ones.
         s = np.linspace(0, 1, n // 2)
         ly = cy + (self.chin + grow - cy) * s
@@ -293,7 +312,7 @@ def _geom(ident: Identity) -> _Geom:
     chin = hairline + 2 * a / ident.face_ratio
     return _Geom(
         a=a,
-        top=-1.85,
+        top=-1.75,
         chin=chin,
         cy=0.35,
         jaw_p=3.6 - 1.8 * ident.jaw_roundness,
@@ -304,17 +323,19 @@ def _geom(ident: Identity) -> _Geom:
 
 
 def _mouth_shape(ident: Identity, g: _Geom, ex: Expression) -> dict[str, np.ndarray]:
-    """Lip curves in face units, each `(2, n)`, and the two corners `(2, 2)`."""
+    """Lip outlines in face units: "x" `(n,)`, the y of each lip edge `(n,)`, "corners" `(2, 2)`."""
     n = 25
+    ex = Expression(float(np.clip(ex.blink, 0, 1)), float(np.clip(ex.mouth_open, 0, 1)), float(np.clip(ex.smile, -1, 1)))
     s = np.linspace(0, 1, n)
     bump = np.sin(np.pi * s)
-    half = ident.mouth_width / 2 * (1 + 0.08 * ex.smile - 0.10 * ex.mouth_open)
+    # Opening the jaw pulls the corners in and down a little; smiling pulls them out and up.
+    half = ident.mouth_width / 2 * (1 + 0.08 * ex.smile - 0.18 * ex.mouth_open)
     x = (2 * s - 1) * half
-    lift = 0.07 * ex.smile
+    lift = 0.055 * ex.smile - 0.06 * ex.mouth_open
     line = g.mouth_y - lift + 0.7 * lift * bump + 0.02 * ex.mouth_open * bump
     gap = 0.22 * ex.mouth_open
-    upper_in = line - 0.25 * gap * bump**0.6
-    lower_in = line + 0.75 * gap * bump**0.6
+    upper_in = line - 0.4 * gap * bump**0.6
+    lower_in = line + 0.6 * gap * bump**0.6
     bow = 0.025 * np.exp(-(((s - 0.5) / 0.07) ** 2))
     upper_out = upper_in - 0.085 * bump**0.6 + bow
     lower_out = lower_in + 0.12 * bump**0.7
@@ -333,7 +354,7 @@ def _landmarks_units(ident: Identity, g: _Geom, ex: Expression) -> tuple[np.ndar
     m = _mouth_shape(ident, g, ex)["corners"]
     xy = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, g.nose_y], m[0], m[1]])
     z = g.surface_z(xy[:, 0], xy[:, 1])
-    z = z + np.array([-0.02, -0.02, 0.33 * ident.nose_size, 0.04, 0.04])
+    z = z + np.array([_EYE_DZ + _IRIS_DZ, _EYE_DZ + _IRIS_DZ, _NOSE_DZ * ident.nose_size, _LIP_DZ, _LIP_DZ])
     return xy, z
 
 
@@ -351,15 +372,21 @@ def render_background(size: tuple[int, int], seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng([seed, 0xB6])
     # Muted colours: a grey level plus a small tint, like a wall or a room out of focus.
     c0 = rng.uniform(80, 190) + rng.uniform(-25, 25, 3)
-    c1 = rng.uniform(80, 190) + rng.uniform(-25, 25, 3)
+    c1 = c0 + rng.uniform(-40, 40) + rng.uniform(-15, 15, 3)
     angle = rng.uniform(0, 2 * math.pi)
-    gx = np.linspace(-0.5, 0.5, w, dtype=np.float32) * math.cos(angle)
-    gy = np.linspace(-0.5, 0.5, h, dtype=np.float32) * math.sin(angle)
+    # Everything here is smooth: build it on a coarse grid, smooth it there (cubic upsampling of raw
+    # noise looks like plaid), then let one linear resize fill it in.
+    gh, gw = max(2, h // 8), max(2, w // 8)
+    gx = np.linspace(-0.5, 0.5, gw) * math.cos(angle)
+    gy = np.linspace(-0.5, 0.5, gh) * math.sin(angle)
     t = (gx[None, :] + gy[:, None] + 0.5)[..., None]
     # Mostly brightness noise with a little colour, at a scale much larger than facial features.
-    coarse = rng.normal(0, 1, (max(2, h // 40), max(2, w // 40), 1)) + rng.normal(0, 0.3, (max(2, h // 40), max(2, w // 40), 3))
-    noise = cv2.resize(coarse.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-    img = c0.astype(np.float32) * (1 - t) + c1.astype(np.float32) * t + 10.0 * noise
+    nh, nw = max(2, h // 64), max(2, w // 64)
+    noise = rng.normal(0, 1, (nh, nw, 1)) + rng.normal(0, 0.3, (nh, nw, 3))
+    noise = cv2.resize(noise.astype(np.float32), (gw, gh), interpolation=cv2.INTER_CUBIC)
+    noise = cv2.GaussianBlur(noise, (0, 0), 2.0)
+    coarse = (c0 * (1 - t) + c1 * t + 14.0 * noise).astype(np.float32)
+    img = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -380,7 +407,7 @@ def _soften_and_shade(img: np.ndarray, cam: _Camera, g: _Geom, mask_polys: list[
     mask = np.zeros(roi.shape[:2], np.uint8)
     for p in mask_polys:  # one call each: fillPoly treats overlaps of several polygons as holes
         cv2.fillPoly(mask, [_ipts(p - [x0, y0])], 255, cv2.LINE_AA, _SHIFT)
-    blurred = cv2.GaussianBlur(roi, (0, 0), sigma)
+    blurred = _blur(roi, sigma)
     # Shading is smooth: compute it at 1/4 resolution in head-local coordinates (undo placement, roll).
     k = 4
     hw, hh = max(2, (x1 - x0) // k), max(2, (y1 - y0) // k)
@@ -392,12 +419,26 @@ def _soften_and_shade(img: np.ndarray, cam: _Camera, g: _Geom, mask_polys: list[
     nx = lx / g.a
     ny = (ly - g.cy) / np.where(ly < g.cy, g.cy - g.top, g.chin - g.cy)
     nz = np.sqrt(np.clip(1 - nx**2 - ny**2, 0, 1))
-    light = (-0.35, -0.40, 0.85)
+    light = (0.0, -0.40, 0.92)
     lam = np.clip(light[0] * nx + light[1] * ny + light[2] * nz, 0, 1)
     shade = cv2.resize((0.60 + 0.47 * lam).astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     a = mask.astype(np.float32) * (1 / 255)
     w = (a * shade)[..., None]
-    roi[:] = np.clip(roi * (1 - a)[..., None] + blurred * w, 0, 255).astype(np.uint8)
+    out = roi.astype(np.float32) * (1 - a)[..., None]
+    out += blurred.astype(np.float32) * w
+    np.clip(out, 0, 255, out=out)
+    roi[:] = out.astype(np.uint8)
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur; wide ones run on a downscaled copy (much faster, same look for soft shading)."""
+    f = max(1.0, sigma / 2.0)
+    if f < 1.5:
+        return cv2.GaussianBlur(img, (0, 0), sigma)
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / f)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _bbox(p: np.ndarray, shape: tuple[int, ...], pad: float = 2) -> tuple[int, int, int, int]:
@@ -424,11 +465,11 @@ def _draw_eye(img: np.ndarray, cam: _Camera, g: _Geom, ident: Identity, ex: Expr
     tilt = 0.015 * (1 - 2 * s)
     upper = 0.01 + tilt + (-h_up + (h_up + 0.8 * h_lo) * b) * np.sin(np.pi * s) ** 0.8
     lower = 0.01 + tilt + h_lo * np.sin(np.pi * s) ** 0.9
-    zfn = lambda xx, yy, dz=0.0: g.surface_z(xx, yy) - 0.06 + dz  # noqa: E731
+    zfn = lambda xx, yy, dz=0.0: g.surface_z(xx, yy) + _EYE_DZ + dz  # noqa: E731
     up_px = cam.project(x, upper, zfn(x, upper))
     lo_px = cam.project(x, lower, zfn(x, lower))
     almond = np.concatenate([up_px, lo_px[::-1]])
-    dark = np.minimum(np.asarray(ident.hair_colour, float) * 0.5, 45)
+    dark = _mix((30, 25, 25), ident.hair_colour, 0.15)
     if b < 0.97:
         x0, y0, x1, y1 = _bbox(almond, img.shape, pad=3)
         if x1 > x0 and y1 > y0:
@@ -436,7 +477,7 @@ def _draw_eye(img: np.ndarray, cam: _Camera, g: _Geom, ident: Identity, ex: Expr
             layer = np.empty_like(roi)
             layer[:] = (235, 232, 226)
             o = np.array([x0, y0], float)
-            zi = float(zfn(cx, 0.0)) + 0.02
+            zi = float(zfn(cx, 0.0)) + _IRIS_DZ
             ix, iy = _ell(cx, 0.0, 0.105 * es, 0.105 * es, 28)
             _fill(layer, cam.project(ix, iy, zi) - o, _mix(ident.eye_colour, (0, 0, 0), 0.15))
             ix, iy = _ell(cx, 0.0, 0.075 * es, 0.075 * es, 24)
@@ -475,7 +516,7 @@ def _draw_nose(img: np.ndarray, cam: _Camera, g: _Geom, ident: Identity, px: flo
     skin = np.asarray(ident.skin, float)
     ty = g.nose_y
     surf = float(g.surface_z(0.0, ty))
-    tz = surf + 0.33 * ns
+    tz = surf + _NOSE_DZ * ns
     base_z = surf + 0.12 * ns
     if soft:
         # Shadows down both sides of the bridge, widening round the wings; a highlight in the middle.
@@ -496,7 +537,7 @@ def _draw_nose(img: np.ndarray, cam: _Camera, g: _Geom, ident: Identity, px: flo
     for side in (-1, 1):
         # Crease round the wing: an arc on the outer side of a circle beside the tip.
         x, y = _ell(-0.13 * ns, ty + 0.01, 0.07 * ns, 0.07 * ns, 14, 0.45 * math.pi, 1.3 * math.pi)
-        _stroke(img, cam.project(side * -x if side > 0 else x, y, base_z + 0.03), skin * 0.6, 0.02 * px)
+        _stroke(img, cam.project(-side * x, y, base_z + 0.03), skin * 0.6, 0.02 * px)
         x, y = _ell(side * 0.07 * ns, ty + 0.06, 0.042 * ns, 0.024 * ns, 14)
         _fill(img, cam.project(x, y, base_z), skin * 0.32)
 
@@ -504,7 +545,7 @@ def _draw_nose(img: np.ndarray, cam: _Camera, g: _Geom, ident: Identity, px: flo
 def _draw_mouth(img: np.ndarray, cam: _Camera, g: _Geom, ident: Identity, ex: Expression, px: float) -> None:
     m = _mouth_shape(ident, g, ex)
     x = m["x"]
-    z = g.surface_z(x, m["upper_in"]) + 0.04
+    z = g.surface_z(x, m["upper_in"]) + _LIP_DZ
     lip = np.asarray(ident.lip_colour, float)
     proj = lambda yy: cam.project(x, yy, z)  # noqa: E731
     ui, uo, li, lo = proj(m["upper_in"]), proj(m["upper_out"]), proj(m["lower_in"]), proj(m["lower_out"])
@@ -517,27 +558,29 @@ def _draw_mouth(img: np.ndarray, cam: _Camera, g: _Geom, ident: Identity, ex: Ex
     # Highlight on the lower lip.
     hl = proj(0.5 * (m["lower_in"] + m["lower_out"]) + 0.01)[8:-8]
     _stroke(img, hl, _mix(lip, (255, 255, 255), 0.25), 0.025 * px)
-    # The dark line between the lips, a bit longer than the lips so the corners read clearly.
+    # The dark line between the lips (the upper lip's edge when open): it makes the corners read.
     _stroke(img, ui if ex.mouth_open > 0.02 else 0.5 * (ui + li), lip * 0.4, 0.02 * px)
 
 
-def _beard_polygon(g: _Geom, ident: Identity) -> tuple[np.ndarray, np.ndarray]:
-    """Beard region: the jaw outline below the cheeks, with a moustache up to the nose."""
-    ox, oy, _ = g.outline(grow=0.03)
+def _beard_polygons(cam: _Camera, g: _Geom, ident: Identity, grow: float) -> list[np.ndarray]:
+    """Beard in render pixels, a list of `(N, 2)` polygons: the jaw below the cheeks and a moustache
+    up to the nose (the lips are drawn over it)."""
+    ox, oy, oz = g.outline(grow=grow)
     n = len(ox) // 3  # outline = skull half, right jaw (down), left jaw (up)
-    jx, jy = ox[n:], oy[n:]
+    # The jaw part is projected like the head outline so it covers the outline's edge when turned.
+    jaw = cam.project(ox[n:], oy[n:], oz[n:], 1.0)
     half = ident.mouth_width / 2
     # Upper edge, left to right (the jaw part ends on the left): cheek, beside the mouth, under the nose.
     ux = -np.array([g.a * 0.97, 0.8, half + 0.12, 0.22, 0.0])
     uy = np.array([0.40, 0.80, 0.92, g.nose_y + 0.14, g.nose_y + 0.12])
     ux = np.concatenate([ux, -ux[::-1][1:]])
     uy = np.concatenate([uy, uy[::-1][1:]])
-    return np.concatenate([jx, ux]), np.concatenate([jy, uy])
+    return [np.concatenate([jaw, cam.project(ux, uy, g.surface_z(ux, uy))])]
 
 
 def _draw_hair_back(img: np.ndarray, cam: _Camera, g: _Geom, ident: Identity, colour: np.ndarray) -> None:
     if ident.hair_style == "long":
-        x, y = _ell(0.0, g.cy, g.a + 0.3, g.cy - g.top + 0.2, 40, math.pi, 2 * math.pi)
+        x, y = g.skull(0.3, math.pi, 2 * math.pi, 40)
         bottom = g.chin + 1.1
         x = np.concatenate([[-(g.a + 0.45)], x, [g.a + 0.45, g.a * 0.6, 0.0, -g.a * 0.6]])
         y = np.concatenate([[bottom], y, [bottom, bottom + 0.25, bottom + 0.3, bottom + 0.25]])
@@ -553,7 +596,7 @@ def _draw_hair_front(img: np.ndarray, cam: _Camera, g: _Geom, ident: Identity, c
         return
     grow = {"short": 0.12, "long": 0.14, "bun": 0.07}[style]
     hairline = {"short": -1.05, "long": -0.95, "bun": -1.15}[style]
-    x, y = _ell(0.0, g.cy, g.a + grow, g.cy - g.top + grow, 40, math.pi * 0.97, math.pi * 2.03)
+    x, y = g.skull(grow, math.pi * 0.97, math.pi * 2.03, 40)
     # Inner edge, right to left: sideburn, temple, hairline (side parting) and back.
     temple_x = g.a * 0.88
     sx = np.array([g.a + grow * 0.3, g.a - 0.09, temple_x])
@@ -605,7 +648,7 @@ def _draw_glasses(img: np.ndarray, cam: _Camera, g: _Geom, px: float) -> None:
 
 def _supersample(pose: Pose) -> int:
     # Small faces need more sub-pixels for clean anti-aliased features.
-    return 4 if pose.scale < 24 else 2 if pose.scale < 140 else 1
+    return 4 if pose.scale < 24 else 2 if pose.scale < 60 else 1
 
 
 def render_face(
@@ -639,6 +682,8 @@ def render_face(
 
     skin = np.asarray(identity.skin, float)
     hair = np.asarray(identity.hair_colour, float)
+    # Beards are darker than the skin even when the hair is not (a light beard on dark skin reads as a mask).
+    beard_colour = np.minimum(hair * 0.85, skin * 0.7)
 
     _draw_hair_back(img, cam, g, identity, hair)
     # Shirt and neck (they follow roll and placement, not the head turn).
@@ -650,7 +695,7 @@ def render_face(
     _fill(img, cam.project(x, y, 0.0, 1.0), skin * 0.8)
     # The chin's shadow on the neck, as a few nested ellipses (drawn flat, softened by the final blur).
     for k in range(4):
-        x, y = _ell(0.0, g.chin - 0.15, nx * (1.05 - 0.08 * k), 0.35 - 0.06 * k, 24, 0, math.pi)
+        x, y = _ell(0.0, g.chin - 0.15, nx * (1.05 - 0.08 * k), 0.35 - 0.06 * k, 24)
         _fill(img, cam.project(x, y, 0.0, 1.0), skin * (0.74 - 0.05 * k))
     # Ears, then earrings hanging from the lobes (the face covers them on the far side).
     for side in (-1, 1):
@@ -666,7 +711,7 @@ def render_face(
     outline_px = cam.project(ox, oy, oz, 1.0)
     _fill(img, outline_px, skin)
 
-    # Soft layer: broad shading drawn flat, then blurred and shaded within the face and neck.
+    # Soft layer: broad shading drawn flat, then blurred and shaded within the head outline.
     for side in (-1, 1):
         x, y = _ell(side * 0.5, -0.03, 0.30 * identity.eye_size, 0.19, 28)
         _fill(img, cam.project(x, y, g.surface_z(x, y) - 0.05), skin * 0.78)
@@ -676,13 +721,13 @@ def render_face(
     x, y = _ell(0.0, g.mouth_y + 0.3, 0.22, 0.06, 20)
     _fill(img, cam.project(x, y, g.surface_z(x, y)), skin * 0.85)
     if identity.beard == "stubble":
-        bx, by = _beard_polygon(g, identity)
-        _fill(img, cam.project(bx, by, g.surface_z(bx, by), (by > g.mouth_y) * 0.6), _mix(skin, hair, 0.35))
+        for p in _beard_polygons(cam, g, identity, 0.0):
+            _fill(img, p, _mix(skin, beard_colour, 0.3))
     _soften_and_shade(img, cam, g, [outline_px], 0.05 * px)
 
     if identity.beard == "full":
-        bx, by = _beard_polygon(g, identity)
-        _fill(img, cam.project(bx, by, g.surface_z(bx, by), (by > g.mouth_y) * 0.6), hair * 0.9)
+        for p in _beard_polygons(cam, g, identity, 0.03):
+            _fill(img, p, beard_colour)
     for side in (-1, 1):
         _draw_eye(img, cam, g, identity, expression, side, px)
         _draw_brow(img, cam, g, identity, side, px)
@@ -694,11 +739,17 @@ def render_face(
 
     if ss > 1:
         img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-    img = cv2.GaussianBlur(img, (0, 0), 0.6)
+    # Soften like a camera would; less on small faces, which the downscale already smoothed.
+    img = cv2.GaussianBlur(img, (0, 0), float(np.clip(pose.scale / 80, 0.35, 0.6)))
 
+    return img, _landmarks_px(identity, pose, expression)
+
+
+def _landmarks_px(identity: Identity, pose: Pose, expression: Expression) -> np.ndarray:
+    """The 5 landmarks `(5, 2)` float32 in output pixels, without drawing anything."""
+    g = _geom(identity)
     xy, z = _landmarks_units(identity, g, expression)
-    lm = (cam.project(xy[:, 0], xy[:, 1], z) - (ss - 1) / 2) / ss
-    return img, lm.astype(np.float32)
+    return _camera(pose, 1, g.cy).project(xy[:, 0], xy[:, 1], z).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -714,7 +765,11 @@ def _motion(n_frames: int, fps: float, size: tuple[int, int], seed: int) -> Iter
     base = 0.18 * min(h, w)
     duration = n_frames / fps
     blinks = np.cumsum(rng.uniform(2.0, 4.5, int(duration / 2.0) + 2)) - 1.5
-    sine = lambda i, f, t: math.sin(2 * math.pi * f * fr[i] * t + ph[i])  # noqa: E731
+
+    def sine(i: int, f: float, t: float) -> float:
+        # Each motion channel gets its own seeded phase and a slightly detuned frequency.
+        return math.sin(2 * math.pi * f * fr[i] * t + ph[i])
+
     for k in range(n_frames):
         t = k / fps
         pose = Pose(
@@ -724,7 +779,7 @@ def _motion(n_frames: int, fps: float, size: tuple[int, int], seed: int) -> Iter
             scale=base * (1 + 0.12 * sine(6, 0.03, t)),
             centre=(w * (0.5 + 0.06 * sine(7, 0.035, t)), h * (0.44 + 0.04 * sine(8, 0.045, t))),
         )
-        # A blink: lids close over ~0.1 s and open over ~0.15 s.
+        # A blink: the lids close and reopen within 0.25 s.
         dt = t - blinks
         b = np.where((dt > 0) & (dt < 0.25), np.sin(np.pi * np.clip(dt / 0.25, 0, 1)) ** 0.7, 0.0)
         talk = 0.55 * sine(9, 1.6, t) + 0.35 * sine(10, 2.7, t) + 0.3 * sine(11, 0.11, t)
@@ -770,20 +825,25 @@ def face_batch(identity: Identity, n: int, size: int = 64, seed: int = 0) -> tor
     rng = np.random.default_rng([seed, 0xBA])
     out = np.empty((n, 3, size, size), np.uint8)
     unit = size / _CROP_SPAN
-    eyes_y = size / 2 - _CROP_CENTRE_Y * unit
+    # Where align's template puts the eye midpoint (pixel centres at integers, as there).
+    target = np.array([size / 2, size / 2 - _CROP_CENTRE_Y * unit])
     for i in range(n):
         pose = Pose(
             yaw=float(rng.uniform(-10, 10)),
             pitch=float(rng.uniform(-6, 6)),
             roll=float(rng.uniform(-5, 5)),
             scale=unit * float(rng.uniform(0.95, 1.05)),
-            centre=((size - 1) / 2 + float(rng.normal(0, 0.02 * size)), eyes_y - 0.5 + float(rng.normal(0, 0.02 * size))),
+            centre=(0.0, 0.0),
         )
         expr = Expression(
             blink=float(rng.random() < 0.15) * float(rng.uniform(0.5, 1)),
             mouth_open=float(np.clip(rng.normal(0.1, 0.25), 0, 1)),
             smile=float(rng.uniform(-0.5, 0.8)),
         )
+        # Turning moves the eyes; place the turned eye midpoint (plus a little jitter) on the target.
+        eyes = _landmarks_px(identity, pose, expr)[:2].mean(0)
+        centre = target - eyes + rng.normal(0, 0.015 * size, 2)
+        pose = replace(pose, centre=(float(centre[0]), float(centre[1])))
         img, _ = render_face(identity, pose, expr, (size, size), seed=int(rng.integers(1 << 31)))
         out[i] = img.transpose(2, 0, 1)
     return torch.from_numpy(out)
