@@ -182,3 +182,27 @@ def test_tracking_matches_full_detection(photo_clip):
     # A frame without a face drops the track and falls back to full detection.
     blank = np.full_like(frames[:2], 128)
     assert tracker(blank) == [[], []] and tracker.tracks == []
+
+
+def test_synthetic_faces_are_found_and_aligned(tmp_path):
+    """Rendered faces with known landmarks: every frame found, and the crop matrix maps the true
+    landmarks onto the template."""
+    from faceswap.synthetic import IDENTITY_B, render_clip
+
+    clip = tmp_path / "synthetic.mp4"
+    truth = {}
+    with VideoWriter(clip, 384, 288, 10.0, crf=16) as writer:
+        for i, (frame, landmarks) in enumerate(render_clip(IDENTITY_B, 30, (288, 384), seed=3, fps=2.0)):
+            writer.write(frame)
+            truth[i] = landmarks
+    out = tmp_path / "faces"
+    code, stdout, stderr = run("extract", clip, "-o", out, "--size", 128, "--quiet")
+    assert code == 0, stderr
+    (entry,) = json.loads((out / "alignments.json").read_text())["sources"].values()
+    assert all(len(entry["frames"][str(i)]) == 1 for i in range(30))
+    errors = []
+    for i in range(30):
+        m = np.array(entry["frames"][str(i)][0]["matrix"])
+        mapped = truth[i] @ m[:, :2].T + m[:, 2]
+        errors.append(np.linalg.norm(mapped - template_points(128), axis=1).mean())
+    assert np.median(errors) < 0.03 * 128, np.median(errors)
