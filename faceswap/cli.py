@@ -74,12 +74,15 @@ def main():
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Frames per detector batch.")
 @click.option("--detect-size", default=256, show_default=True, type=click.IntRange(min=48),
               help="Detect on a copy whose longer side is this many px; raise it for small faces in large frames.")
+@click.option("--redetect-every", default=1, show_default=True, type=click.IntRange(min=1),
+              help="In videos, run the full detector every N frames and track faces in between: faster, but "
+                   "landmarks drift on unusual poses; for previews (1 = detect every frame).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--overwrite", is_flag=True, help="Redo sources already extracted into OUTPUT and replace their faces.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @debug_option
 def extract(inputs, output, size, coverage, every, start, end, min_face, min_score, max_faces, batch_size, detect_size,
-            device, overwrite, quiet):
+            redetect_every, device, overwrite, quiet):
     """Find, align and save the faces in videos, images and image folders.
 
     INPUTS may mix video files, image files and folders of images. Running the same command
@@ -93,7 +96,7 @@ def extract(inputs, output, size, coverage, every, start, end, min_face, min_sco
     config = ExtractConfig(inputs=list(inputs), output=output, size=size, coverage=coverage, every=every, start=start,
                            end=end, batch_size=batch_size, device=device, overwrite=overwrite,
                            detector=DetectorConfig(detect_size=detect_size, min_face=min_face, min_score=min_score,
-                                                   max_faces=max_faces))
+                                                   max_faces=max_faces, redetect_every=redetect_every))
     summary = run_extract(config, show_progress=not quiet)
     for warning in summary.warnings:
         click.echo(f"Warning: {warning}", err=True)
@@ -108,7 +111,158 @@ def extract(inputs, output, size, coverage, every, start, end, min_face, min_sco
 # --- train ---
 
 
+@main.command()
+@click.option("--a", "faces_a", required=True, type=click.Path(path_type=Path), help="Folder of faces of identity A (from extract, or plain face images).")
+@click.option("--b", "faces_b", required=True, type=click.Path(path_type=Path), help="Folder of faces of identity B.")
+@click.option("-m", "--model-dir", type=click.Path(path_type=Path), default=None,
+              help="Model dir to create or resume. Default: models/<preset>_<A folder>_<B folder>.")
+@click.option("--preset", type=click.Choice(["lite", "original", "hq"]), default="lite", show_default=True,
+              help="lite: CPU-first 64 px; original: classic deepfakes 64 px; hq: 128 px for GPUs.")
+@click.option("--learn-mask", is_flag=True, help="Also learn a face mask channel (trained on the template face mask).")
+@click.option("--batch-size", default=16, show_default=True, help="Faces per identity per iteration.")
+@click.option("--iterations", type=int, default=None, help="Total iterations to reach (a resumed run continues the count).")
+@click.option("--minutes", type=float, default=None, help="Stop (and save) after this many minutes of this run.")
+@click.option("--save-every", default=500, show_default=True, help="Save weights and training state every N iterations.")
+@click.option("--preview-every", default=500, show_default=True, help="Write previews/<iteration>.png every N iterations.")
+@click.option("--log-every", default=100, show_default=True, help="Validation loss and a log.csv row every N iterations.")
+@click.option("--loss", type=click.Choice(["l1", "mse", "ssim", "l1+ssim", "mse+ssim"]), default="l1+ssim", show_default=True,
+              help="Reconstruction loss, weighted by the template face mask.")
+@click.option("--eye-mouth-weight", default=1.0, show_default=True, help="Extra loss weight on the eyes and mouth of the template.")
+@click.option("--lr", type=float, default=None, help="Adam learning rate (default: the preset's).")
+@click.option("--warp", type=click.Choice(["grid", "tps", "none"]), default="grid", show_default=True, help="Random warp of the inputs.")
+@click.option("--val-fraction", default=0.1, show_default=True, help="Last fraction of each folder held out for preview and validation.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="auto: bf16 autocast where the CPU/GPU does bf16 fast, fp16 on older GPUs, else fp32.")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: physical cores).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (slower start; helps on some GPUs).")
+@click.option("--max-memory", default=4.0, show_default=True, help="GiB the face caches of A and B may take together.")
+@debug_option
+def train(faces_a, faces_b, model_dir, preset, learn_mask, batch_size, iterations, minutes, save_every, preview_every, log_every,
+          loss, eye_mouth_weight, lr, warp, val_fraction, seed, device, precision, threads, compile_, max_memory):
+    """Train (or resume) the A<->B swap model. Ctrl-C stops cleanly with a save; run it again to resume.
+
+    \b
+    Several GPUs (DistributedDataParallel, one process per GPU):
+      torchrun --standalone --nproc_per_node 2 -m faceswap train --a A --b B -m models/x --device cuda
+    """
+    from faceswap.train import TrainConfig
+    from faceswap.train import train as run_training
+    from faceswap.train.augment import AugmentConfig
+
+    if model_dir is None:
+        model_dir = Path("models") / f"{preset}_{faces_a.resolve().name}_{faces_b.resolve().name}"
+    run_training(TrainConfig(
+        faces_a=faces_a, faces_b=faces_b, model_dir=model_dir, preset=preset, learn_mask=learn_mask, batch_size=batch_size,
+        iterations=iterations, minutes=minutes, save_every=save_every, preview_every=preview_every, log_every=log_every,
+        loss=loss, eye_mouth_weight=eye_mouth_weight, lr=lr, val_fraction=val_fraction, seed=seed, device=device,
+        precision=precision, threads=threads, compile=compile_, max_memory_gb=max_memory, augment=AugmentConfig(warp=warp)))
+
+
+
 # --- convert ---
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-m", "--model-dir", required=True, type=click.Path(path_type=Path), help="Trained model dir (from faceswap train).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output video (.mp4/.mkv/.mov) for a video INPUT, a folder (PNG images) for an image folder.")
+@click.option("--alignments", type=click.Path(path_type=Path), default=None,
+              help="alignments.json from faceswap extract of this video: reuse its faces instead of detecting again.")
+@click.option("--direction", type=click.Choice(["a2b", "b2a"]), default="a2b", show_default=True,
+              help="a2b: the faces in INPUT are A's and become B; b2a the other way.")
+@click.option("--mask", type=click.Choice(["auto", "template", "learned"]), default="auto", show_default=True,
+              help="Paste mask: the model's learned mask (auto: when it has one) or the template face ellipse.")
+@click.option("--mask-erode", default=0.0, show_default=True, type=click.FloatRange(-50, 50),
+              help="Shrink (+) or grow (-) the mask, percent of the face crop.")
+@click.option("--mask-blur", default=0.0, show_default=True, type=click.FloatRange(0, 50),
+              help="Extra feathering of the mask edge, percent of the face crop.")
+@click.option("--color", type=click.Choice(["none", "mean-std", "hist"]), default=None,
+              help="Colour matching of the swapped face to the original inside the mask [default: mean-std].")
+@click.option("--blend", type=click.Choice(["alpha", "poisson"]), default="alpha", show_default=True,
+              help="alpha: feathered mask; poisson: seamless clone, then the feathered mask.")
+@click.option("--smooth/--no-smooth", default=True, show_default=True, help="Smooth face positions across frames (less jitter).")
+@click.option("--smooth-window", default=6, show_default=True, type=click.IntRange(1, 30),
+              help="Frames each side the smoothing looks at.")
+@click.option("--crf", default=18, show_default=True, type=click.IntRange(0, 51),
+              help="H.264 quality (lower = better). 0 = lossless RGB H.264 (exact frames; not every player shows it).")
+@click.option("--x264-preset", default="medium", show_default=True,
+              type=click.Choice(["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]),
+              help="Encoder speed/size trade-off.")
+@click.option("--start", default=0, show_default=True, type=click.IntRange(min=0), help="First frame index.")
+@click.option("--end", default=None, type=click.IntRange(min=1), help="Stop before this frame index (exclusive).")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Frames per model batch.")
+@click.option("--detect-size", default=256, show_default=True, type=click.IntRange(min=48),
+              help="When detecting (no alignments): longer side (px) of the copy MTCNN sees.")
+@click.option("--min-face", default=40, show_default=True, type=click.IntRange(min=1), help="When detecting: ignore smaller faces (px).")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="Model arithmetic; auto = bf16 where the CPU/GPU does it natively (faster), else fp32.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: torch's).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--no-credentials", is_flag=True,
+              help="Skip the metadata label and Content Credentials (warns); the invisible watermark always stays.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@debug_option
+def convert(input_path, model_dir, output, alignments, direction, mask, mask_erode, mask_blur, color, blend, smooth, smooth_window,
+            crf, x264_preset, start, end, batch_size, detect_size, min_face, device, precision, threads, overwrite, no_credentials,
+            quiet):
+    """Swap the faces of a video (or an image folder) with a trained model; the output is labelled synthetic.
+
+    The video keeps its frame count, fps, size and audio; frames without a face pass through unchanged.
+    """
+    from faceswap.convert import ConvertConfig, run_convert
+    from faceswap.convert.color import DEFAULT_COLOR
+    from faceswap.faces.detect import DetectorConfig
+
+    if end is not None and end <= start:
+        raise click.BadParameter(f"--end {end} must be greater than --start {start}", param_hint="--end")
+    config = ConvertConfig(input=input_path, output=output, model_dir=model_dir, alignments=alignments, direction=direction,
+                           mask=mask, mask_erode=mask_erode, mask_blur=mask_blur, color=color or DEFAULT_COLOR, blend=blend,
+                           smooth=smooth, smooth_window=smooth_window, crf=crf, x264_preset=x264_preset, start=start, end=end,
+                           batch_size=batch_size, device=device, precision=precision, threads=threads, overwrite=overwrite, no_credentials=no_credentials,
+                           detector=DetectorConfig(detect_size=detect_size, min_face=min_face))
+    summary = run_convert(config, show_progress=not quiet)
+    for warning in summary.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(f"Done: {summary.line()} -> {output}")
+    for error in summary.errors:
+        click.echo(f"Error: {error}", err=True)
+    if summary.errors:
+        sys.exit(1)
+
+
+
+# --- inspect ---
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON document with a report per file (for scripts).")
+@click.option("--frames", "max_frames", default=240, show_default=True, type=click.IntRange(min=1),
+              help="Frames of each video the watermark decoder reads (from the start).")
+@click.option("--no-watermark", is_flag=True, help="Skip the watermark decoder (metadata and C2PA only; fast).")
+@click.option("--trust", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Extra PEM trust anchor for Content Credentials (repeatable); the local faceswap root is always trusted.")
+@debug_option
+def inspect(files, as_json, max_frames, no_watermark, trust):
+    """Report the provenance labels of videos and images: metadata, Content Credentials (C2PA), watermark.
+
+    Exit code: 0 when any FILE carries a synthetic label, 1 when none does, 2 when none does and a
+    FILE could not be read.
+    """
+    import json
+
+    from faceswap.provenance.inspect import InspectConfig, format_report, inspect_file
+
+    config = InspectConfig(watermark=not no_watermark, max_frames=max_frames, trust=tuple(trust))
+    reports = [inspect_file(f, config) for f in files]
+    if as_json:
+        click.echo(json.dumps({"files": reports, "synthetic": any(r["synthetic"] for r in reports)}, indent=2, default=str))
+    else:
+        for r in reports:
+            click.echo(format_report(r))
+    if any(r["synthetic"] for r in reports):
+        sys.exit(0)
+    sys.exit(2 if any(r["error"] for r in reports) else 1)
 
 
 # --- detect ---

@@ -81,7 +81,7 @@ class _Extractor:
         self.device = pick_device(config.device)
         self.alignments = self._open_output()
         self.detector = FaceDetector(config.detector, self.device)
-        self.tracker = FaceTracker(self.detector, config.detector.redetect_every)
+        self.tracker = FaceTracker(self.detector, config.detector.redetect_every) if config.detector.redetect_every > 1 else None
         self.pool = ThreadPoolExecutor(max_workers=2)
         self.pending: list[Future] = []
         self.replaced_files: set[str] = set()  # old face files to delete once their source is redone
@@ -218,9 +218,11 @@ class _Extractor:
             self.console.print(f"{path.name}: resuming at frame {first}")
         task = progress.add_task(path.name, total=reader.expected, faces=0) if progress else None
         found = 0
-        self.tracker.reset()
+        if self.tracker:
+            self.tracker.reset()
+        detect = self.tracker or self.detector.detect
         for indices, frames in reader.chunks(cfg.batch_size):
-            found += self._save_faces(frames, self.tracker(frames), indices, entry, key)
+            found += self._save_faces(frames, detect(frames), indices, entry, key)
             self.summary.frames_read += len(indices)
             entry["next_frame"] = indices[-1] + 1
             if progress:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -11,6 +12,14 @@ import pytest
 SHARED_FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 REAL_CLIPS = {name: SHARED_FACES / f for name, f in
               {"A": "A_lp_d3.mp4", "B": "B_lp_d6.mp4", "C": "C_lp_d9.mp4", "D": "D_lp_d13.mp4"}.items()}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_config_dir(tmp_path_factory):
+    """C2PA certificates go to a temporary config dir, never the user's; no user chain leaks in."""
+    os.environ["FACESWAP_CONFIG_DIR"] = str(tmp_path_factory.mktemp("faceswap-config"))
+    os.environ.pop("FACESWAP_C2PA_CERT", None)
+    os.environ.pop("FACESWAP_C2PA_KEY", None)
 
 
 def photo_face() -> np.ndarray:

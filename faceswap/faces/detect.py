@@ -40,7 +40,8 @@ class DetectorConfig:
     min_score: smallest MTCNN probability kept.
     max_faces: keep at most this many faces per frame, largest first (0 = all).
     redetect_every: in videos, run the full detector every N frames and track faces in between
-        with MTCNN's last stage only (see `faces.track`); 1 = full detection on every frame.
+        with MTCNN's last stage only (see `faces.track`: faster, but its landmarks drift on
+        unusual poses); 1 = full detection on every frame (default).
     stage_thresholds: MTCNN's P-/R-/O-net acceptance scores. Candidates passing P-net are each
         cropped and resampled in a Python loop, so P-net's threshold sets most of the cost.
     """
@@ -49,7 +50,7 @@ class DetectorConfig:
     min_face: int = 40
     min_score: float = 0.9
     max_faces: int = 0
-    redetect_every: int = 8
+    redetect_every: int = 1
     stage_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
 
 

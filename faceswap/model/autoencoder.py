@@ -13,11 +13,24 @@ Encoder: stride-2 convs down to 4x4, flatten, dense bottleneck, dense back to 4x
 Decoder: upscales (3x3 conv to 4x channels + pixel shuffle) to S, optional residual blocks, then a
 conv with sigmoid for RGB and, with ``learn_mask``, one more channel trained against the template
 face mask.
+
+Model dir (see `load_model`)::
+
+    config.json          what the model is and what its training runs used (JSON, written atomically)
+    model.safetensors    weights (keys ``encoder.*``, ``decoders.a.*``, ``decoders.b.*``) and, under
+                         ``train/``, the optimizer and RNG state a resume needs; metadata holds the
+                         iteration and the SHA-256 of the weights. One file, so one `os.replace` commits
+                         a save: a kill leaves the previous save or the new one, never a mix.
+    log.csv, loss.png    training curves;  previews/  preview grids
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -67,12 +80,11 @@ PRESETS: dict[str, Preset] = {
             dec=(256, 128, 64), out_kernel=5, lr=5e-5,
             description="the classic deepfakes 64 px model",
         ),
-        # Chosen by measurement on a 2-core CPU (see bench/train.py and the lite notes in the README of
-        # the model dir): 3x3 convs and narrow high-resolution layers spend the FLOPs where a 30-minute
-        # run can use them; a residual block per decoder stage buys detail for little cost.
+        # CPU-first: 3x3 convs, narrow high-resolution layers and a 256-wide bottleneck give ~1/7 of
+        # original's FLOPs, so a 30-minute run on a 2-core CPU gets ~8k iterations (see bench/train.py).
         Preset(
-            "lite", 64, enc=(64, 128, 256, 512), enc_kernel=3, dense=512, latent=512,
-            dec=(256, 128, 64), out_kernel=3, res_blocks=0, lr=2e-4,
+            "lite", 64, enc=(64, 128, 256, 512), enc_kernel=3, dense=256, latent=256,
+            dec=(128, 64, 32), out_kernel=3, lr=3e-4,
             description="CPU-first 64 px model",
         ),
         Preset(
@@ -123,7 +135,13 @@ class Decoder(nn.Module):
         self.out = nn.Conv2d(p.dec[-1], out_channels, p.out_kernel, padding=p.out_kernel // 2)
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.out(self.body(code)))
+        h = self.body(code)
+        if h.dtype != self.out.weight.dtype:
+            # Under autocast the output conv still runs in fp32: bf16's 8-bit mantissa would quantise
+            # pixels coarser than the 8-bit images we train on. It is a tiny share of the FLOPs.
+            with torch.autocast(h.device.type, enabled=False):
+                return torch.sigmoid(self.out(h.to(self.out.weight.dtype)))
+        return torch.sigmoid(self.out(h))
 
 
 class SwapModel(nn.Module):
@@ -213,3 +231,139 @@ def forward_flops(model: SwapModel) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         model.decoders["a"](model.encoder(x))
     return int(fc.get_total_flops())
+
+
+# --- model dir -------------------------------------------------------------------------------------
+
+FORMAT = "faceswap-model"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+TRAIN_PREFIX = "train/"  # checkpoint keys that are training state, not weights
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder + fsync + rename: a kill leaves the old file or the new."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def weights_sha256(weights: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of the weights, in name order."""
+    h = hashlib.sha256()
+    for k in sorted(weights):
+        t = weights[k].detach().to("cpu").contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def read_config(model_dir: str | Path) -> dict:
+    """`config.json` of a model dir, checked to be ours; FaceswapError otherwise."""
+    model_dir = Path(model_dir)
+    path = model_dir / CONFIG_NAME
+    if not model_dir.is_dir():
+        raise FaceswapError(f"model dir {model_dir} does not exist")
+    if not path.is_file():
+        raise FaceswapError(f"{model_dir} is not a faceswap model dir (no {CONFIG_NAME})")
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FaceswapError(f"{path} is unreadable or not JSON ({exc})") from exc
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        raise FaceswapError(f"{path} is not a faceswap model config")
+    if cfg.get("format_version") != FORMAT_VERSION:
+        raise FaceswapError(f"{model_dir} has model format {cfg.get('format_version')!r}; this faceswap reads {FORMAT_VERSION}")
+    return cfg
+
+
+def save_checkpoint(model_dir: Path, model: SwapModel, iteration: int, train_tensors: dict[str, torch.Tensor] | None = None,
+                    train_meta: dict | None = None) -> str:
+    """Write `model.safetensors` atomically: weights + optional training state. Returns the weights' SHA-256."""
+    from safetensors.torch import save
+
+    weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    digest = weights_sha256(weights)
+    tensors = dict(weights)
+    for k, v in (train_tensors or {}).items():
+        tensors[TRAIN_PREFIX + k] = v.detach().to("cpu").contiguous()
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "preset": model.preset.name,
+            "iteration": str(iteration), "weights_sha256": digest, "train_state": json.dumps(train_meta or {})}
+    atomic_write(model_dir / WEIGHTS_NAME, save(tensors, metadata=meta))
+    return digest
+
+
+@dataclass
+class Checkpoint:
+    """A verified `model.safetensors`: weights, training state (keys without the ``train/`` prefix), metadata."""
+
+    weights: dict[str, torch.Tensor]
+    train_tensors: dict[str, torch.Tensor]
+    iteration: int
+    sha256: str
+    train_meta: dict
+
+
+def read_checkpoint(model_dir: str | Path, with_train_state: bool = True) -> Checkpoint:
+    """Read and verify `model.safetensors` (header, metadata, weight hash). Never unpickles."""
+    from safetensors import safe_open
+
+    path = Path(model_dir) / WEIGHTS_NAME
+    if not path.is_file():
+        raise FaceswapError(f"{model_dir} holds no trained weights yet ({WEIGHTS_NAME} is missing)")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise FaceswapError(f"{path} is not a faceswap checkpoint")
+            keys = list(f.keys())
+            weights = {k: f.get_tensor(k) for k in keys if not k.startswith(TRAIN_PREFIX)}
+            train = {k[len(TRAIN_PREFIX):]: f.get_tensor(k) for k in keys if with_train_state and k.startswith(TRAIN_PREFIX)}
+        iteration, digest, train_meta = int(meta["iteration"]), meta["weights_sha256"], json.loads(meta["train_state"])
+    except FaceswapError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types for truncated/garbled files
+        raise FaceswapError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc})") from exc
+    if weights_sha256(weights) != digest:
+        raise FaceswapError(f"checkpoint {path} is corrupt: its weights do not match their recorded SHA-256")
+    return Checkpoint(weights, train, iteration, digest, train_meta)
+
+
+def model_from_config(cfg: dict) -> SwapModel:
+    """An untrained `SwapModel` with the architecture `config.json` records."""
+    try:
+        preset = Preset.from_json(cfg["architecture"])
+        return SwapModel(preset, cfg["coverage"], bool(cfg["learn_mask"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FaceswapError(f"model config does not describe a buildable model ({exc})") from exc
+
+
+def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> SwapModel:
+    """Load a trained model for inference (eval mode, on `device`).
+
+    Raises `FaceswapError` with a one-line reason when the dir is missing, not a model dir, written
+    by an incompatible version, holds no weights yet, or its checkpoint is corrupt or truncated.
+    The model's `size` and `coverage` tell callers how to crop faces for it.
+    """
+    cfg = read_config(model_dir)
+    ckpt = read_checkpoint(model_dir, with_train_state=False)
+    model = model_from_config(cfg)
+    try:
+        model.load_state_dict(ckpt.weights, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise FaceswapError(f"weights in {model_dir} do not fit its config ({first[1].strip() if len(first) > 1 else first[0]})") from exc
+    return model.to(device).eval()
+
+
+def model_id(model_dir: str | Path) -> str:
+    """Identity of a trained model: SHA-256 of its weights (hex). Verified against the checkpoint."""
+    return read_checkpoint(model_dir, with_train_state=False).sha256

@@ -7,7 +7,6 @@ name order, so the end of a clip) is held out: never trained on, used for previe
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,6 @@ import torch
 from faceswap.errors import FaceswapError
 from faceswap.faces.align import COVERAGES, DEFAULT_COVERAGE
 from faceswap.faces.store import list_images, read_face_png
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

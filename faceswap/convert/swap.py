@@ -1,0 +1,508 @@
+"""Stage 3, convert: a video (or image folder) + a trained model -> the same video with faces swapped.
+
+Per chunk of frames streamed from ffmpeg:
+
+1. landmarks: from `alignments.json` (written by extract) when it has the frame, else MTCNN;
+2. smoothing: each face track's landmarks through `LandmarkSmoother` (a few frames of lookahead);
+3. align: frame -> crop similarity per face (`faces.align`), crops cut with kornia at the model size;
+4. model: all faces of the chunk through the encoder and the other identity's decoder in one batch;
+5. mask (template ellipse or the learned mask, eroded/blurred), colour transfer inside it;
+6. paste: face and mask warped back through the inverse transform over the face's frame region only,
+   alpha or Poisson blended;
+7. encode: H.264 yuv420p (or lossless RGB at CRF 0) with the source audio, labelled as synthetic,
+   under a temporary name renamed when complete.
+
+Frames without a face are written exactly as decoded. Memory holds one chunk plus the smoother's
+lookahead, whatever the video's length.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from faceswap import __version__
+from faceswap.convert.blend import BLEND_MODES, paste_faces
+from faceswap.convert.color import COLOR_MODES, DEFAULT_COLOR, transfer_color
+from faceswap.convert.mask import MASK_SOURCES, face_masks
+from faceswap.convert.smooth import DEFAULT_DEGREE, DEFAULT_LOOKAHEAD, LandmarkSmoother
+from faceswap.device import pick_device
+from faceswap.errors import FaceswapError
+from faceswap.faces.align import alignment_matrices, matrix_scale, warp_faces
+from faceswap.faces.detect import DetectorConfig
+from faceswap.faces.store import Alignments, atomic_write_bytes, file_fingerprint, list_images, read_face_png
+from faceswap.provenance import container_tags, finish_output, mark_faces, payload_bits
+from faceswap.video import FrameReader, VideoWriter, probe
+
+OUTPUT_VIDEO_EXTENSIONS = {".mp4", ".mkv", ".mov"}
+STAGES = ("decode", "detect/align", "model", "colour/blend", "encode")
+
+
+@dataclass
+class ConvertConfig:
+    """Everything `faceswap convert` can be told. Frame indices are 0-based; `end` is exclusive.
+
+    mask_erode / mask_blur are percent of the model's crop side (see `convert.mask`); crf 0 writes
+    lossless RGB H.264 (bit-exact frames), anything else H.264 yuv420p at that CRF.
+    """
+
+    input: Path
+    output: Path
+    model_dir: Path
+    alignments: Path | None = None
+    direction: str = "a2b"
+    mask: str = "auto"  # auto = the learned mask when the model has one, else the template
+    mask_erode: float = 0.0
+    mask_blur: float = 0.0
+    color: str = DEFAULT_COLOR
+    blend: str = "alpha"
+    smooth: bool = True
+    smooth_window: int = DEFAULT_LOOKAHEAD  # frames each side of the zero-phase landmark filter
+    crf: int = 18
+    x264_preset: str = "medium"
+    start: int = 0
+    end: int | None = None
+    batch_size: int = 16  # frames per chunk; all their faces go through the model together
+    device: str = "auto"
+    precision: str = "auto"  # model arithmetic: auto = bf16 where the CPU/GPU does it natively, else fp32
+    threads: int | None = None  # torch CPU threads (None = torch's default)
+    overwrite: bool = False
+    no_credentials: bool = False  # skip metadata + C2PA (with a warning); the watermark always stays
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+
+    def options(self) -> dict[str, Any]:
+        """What shaped the pictures (recorded in the output's metadata)."""
+        keys = ("direction", "mask", "mask_erode", "mask_blur", "color", "blend", "smooth", "smooth_window", "crf", "start", "end",
+                "precision")
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class ConvertSummary:
+    frames: int = 0
+    faces_swapped: int = 0
+    frames_without_face: int = 0
+    frames_detected: int = 0  # frames whose faces were detected on the fly (not from alignments)
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # per-image failures in folder mode
+    outputs: list[Path] = field(default_factory=list)  # files written in folder mode
+    output: Path | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        return (f"{self.frames} frames, {self.faces_swapped} faces swapped, {self.frames_without_face} frames without a face "
+                f"({self.fps:.1f} frames/s)")
+
+    def stage_line(self) -> str:
+        total = sum(self.stage_seconds.values()) or 1.0
+        return ", ".join(f"{k} {v:.1f}s ({v / total:.0%})" for k, v in self.stage_seconds.items())
+
+
+class StageTimer:
+    """Adds wall time per stage into `summary.stage_seconds` (time the main thread spends there;
+    ffmpeg decodes and encodes in parallel processes, so decode/encode count only the waiting)."""
+
+    def __init__(self, seconds: dict[str, float] | None = None):
+        self.seconds = dict.fromkeys(STAGES, 0.0) if seconds is None else seconds
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - t0
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """`auto` -> bf16 where the hardware has it (AVX512-BF16/AMX CPUs, recent GPUs), else fp32.
+
+    Measured on the 2-core AVX512-BF16 EPYC: lite 1.65x faster per face; the decoder's last conv
+    stays fp32 (see `model.autoencoder.Decoder`), so pixels are not quantised coarser than 8 bit.
+    """
+    if name not in PRECISIONS:
+        raise FaceswapError(f"unknown precision {name!r} (choose from {', '.join(PRECISIONS)})")
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+
+
+class FaceSwapper:
+    """The per-batch core: frames + landmarks in, frames with swapped faces out."""
+
+    def __init__(self, model, config: ConvertConfig, device: torch.device, timer: StageTimer, watermark_bits: np.ndarray):
+        if config.direction not in ("a2b", "b2a"):
+            raise FaceswapError(f"unknown direction {config.direction!r} (use a2b or b2a)")
+        if config.mask not in MASK_SOURCES:
+            raise FaceswapError(f"unknown mask {config.mask!r} (choose from {', '.join(MASK_SOURCES)})")
+        if config.color not in COLOR_MODES:
+            raise FaceswapError(f"unknown colour mode {config.color!r} (choose from {', '.join(COLOR_MODES)})")
+        if config.blend not in BLEND_MODES:
+            raise FaceswapError(f"unknown blend mode {config.blend!r} (choose from {', '.join(BLEND_MODES)})")
+        if config.mask == "learned" and not model.learn_mask:
+            raise FaceswapError(f"--mask learned: the model in {config.model_dir} has no learned mask (train with --learn-mask)")
+        self.model, self.config, self.device, self.timer = model, config, device, timer
+        self.watermark_bits = watermark_bits
+        self.size, self.coverage = model.size, model.coverage
+        self.learned = model.learn_mask and config.mask != "template"
+        self.precision = resolve_precision(config.precision, device)
+        face_masks(1, self.size, self.coverage, config.mask_erode, config.mask_blur)  # range check before any work
+
+    def crops(self, frames: list[np.ndarray], owners: list[int], matrices: torch.Tensor) -> torch.Tensor:
+        """`(B, 3, S, S)` float crops of each face, cut with kornia (`warp_faces`).
+
+        A face much larger than the crop is first area-reduced by an integer factor on the uint8
+        frame with OpenCV (<1 ms for a 512 px frame), leaving kornia a near 1:1 resample: warping the
+        full frame with its Gaussian pyramid took 30 ms per 512 px frame on one core, half the budget
+        of a 10 frames/s convert. Faces are grouped by (frame size, factor) and warped per group.
+        """
+        out = torch.empty(len(owners), 3, self.size, self.size, device=self.device)
+        factors = torch.floor(1.0 / matrix_scale(matrices).clamp_min(1e-6)).clamp_min(1).to(torch.int64).tolist()
+        groups: dict[tuple, list[int]] = {}
+        for i, o in enumerate(owners):
+            groups.setdefault((frames[o].shape, factors[i]), []).append(i)
+        for (shape, f), faces in groups.items():
+            h, w = shape[:2]
+            size = (max(1, round(w / f)), max(1, round(h / f)))
+            needed = sorted({owners[i] for i in faces})
+            stack = np.stack([frames[o] if f == 1 else cv2.resize(frames[o], size, interpolation=cv2.INTER_AREA) for o in needed])
+            t = torch.from_numpy(stack).to(self.device).permute(0, 3, 1, 2).float().div_(255)
+            # reduced -> frame pixels (centres at integers): x = (x_r + 0.5) * fx - 0.5
+            fx, fy = w / size[0], h / size[1]
+            pre = torch.tensor([[fx, 0.0, (fx - 1) / 2], [0.0, fy, (fy - 1) / 2], [0.0, 0.0, 1.0]], dtype=matrices.dtype)
+            m = matrices[faces] @ pre
+            pick = torch.tensor([needed.index(owners[i]) for i in faces], device=self.device)
+            out[faces] = warp_faces(t[pick], m.to(self.device), self.size)
+        return out
+
+    def swap(self, frames: list[np.ndarray], landmarks: list[list[np.ndarray]]) -> list[np.ndarray]:
+        """Swap every face.
+
+        Args:
+            frames: `(H, W, 3)` uint8 RGB images (sizes may differ).
+            landmarks: per frame, its faces' `(5, 2)` landmarks in frame pixels.
+        Returns:
+            the frames, new arrays where a face was pasted, the very same arrays elsewhere.
+        """
+        owners = [i for i, faces in enumerate(landmarks) for _ in faces]
+        if not owners:
+            return list(frames)
+        cfg = self.config
+        out = [f.copy() if landmarks[i] else f for i, f in enumerate(frames)]
+        with torch.inference_mode():
+            with self.timer("detect/align"):
+                lms = np.stack([lm for faces in landmarks for lm in faces])
+                matrices = alignment_matrices(lms, self.size, self.coverage)
+                crops = self.crops(frames, owners, matrices)
+            with self.timer("model"), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                faces, learned = self.model.swap(crops, cfg.direction)
+            faces = faces.float()
+            learned = learned.float() if learned is not None else None
+            with self.timer("colour/blend"):
+                masks = face_masks(len(owners), self.size, self.coverage, cfg.mask_erode, cfg.mask_blur,
+                                   learned if self.learned else None, self.device)
+                faces = transfer_color(faces, crops, masks, cfg.color)
+                by_shape: dict[tuple, list[int]] = {}
+                for i, o in enumerate(owners):
+                    by_shape.setdefault(frames[o].shape, []).append(i)
+                for idx in by_shape.values():
+                    paste_faces(out, [owners[i] for i in idx], faces[idx].cpu(), masks[idx].cpu(), matrices[idx], cfg.blend)
+                    # Provenance layer 2: the invisible mark in every pasted face, no opt-out.
+                    mark_faces(out, [owners[i] for i in idx], masks[idx].cpu(), matrices[idx], self.watermark_bits)
+        return out
+
+
+class _LandmarkSource:
+    """Each frame's landmarks: from an alignments entry when it lists the frame, else detected."""
+
+    def __init__(self, entry: dict | None, config: ConvertConfig, device: torch.device, summary: ConvertSummary):
+        self.entry, self.config, self.device, self.summary = entry, config, device, summary
+        self._detector = None
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from faceswap.faces.detect import FaceDetector  # loads MTCNN: only when something needs detecting
+
+            self._detector = FaceDetector(self.config.detector, self.device)
+        return self._detector
+
+    def video(self, indices: list[int], frames: np.ndarray) -> list[list[np.ndarray]]:
+        known = self.entry["frames"] if self.entry else {}
+        out: list[list[np.ndarray] | None] = [
+            [np.asarray(f["landmarks"], np.float64) for f in known[str(i)]] if str(i) in known else None for i in indices]
+        missing = [k for k, v in enumerate(out) if v is None]
+        if missing:
+            # Full detection on every frame: the keyframe tracker of `faces.track` drifts by up to
+            # 60 px within its 8-frame interval on clip A's looking-down frames (measured).
+            found = self.detector.detect(frames[missing])
+            for k, faces in zip(missing, found):
+                out[k] = [f.landmarks.astype(np.float64) for f in faces]
+            self.summary.frames_detected += len(missing)
+        return out  # type: ignore[return-value]
+
+    def image(self, path: Path, image: np.ndarray, alignments: Alignments | None) -> list[np.ndarray]:
+        found = alignments.find_source(path) if alignments else None
+        if found is not None and "0" in found[1]["frames"]:
+            return [np.asarray(f["landmarks"], np.float64) for f in found[1]["frames"]["0"]]
+        self.summary.frames_detected += 1
+        return [f.landmarks.astype(np.float64) for f in self.detector.detect_images([image])[0]]
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".faceswap-write-test")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise FaceswapError(f"cannot write {what} in {folder}: {exc.strerror or exc}") from exc
+
+
+def _check_paths(cfg: ConvertConfig) -> str:
+    """Validate input/output before any heavy work. Returns "video" or "images"."""
+    src, out = Path(cfg.input), Path(cfg.output)
+    if not src.exists():
+        raise FaceswapError(f"{src}: no such file or folder")
+    if out.resolve() == src.resolve():
+        raise FaceswapError(f"output {out} is the input: choose another path")
+    if cfg.crf < 0 or cfg.crf > 51:
+        raise FaceswapError(f"--crf {cfg.crf} out of range (0 = lossless .. 51)")
+    if cfg.batch_size < 1 or cfg.smooth_window < 0:
+        raise FaceswapError("--batch-size must be >= 1 and --smooth-window >= 0")
+    if src.is_dir():
+        if cfg.start != 0 or cfg.end is not None:
+            raise FaceswapError("--start/--end apply to videos, not image folders")
+        if out.exists() and not out.is_dir():
+            raise FaceswapError(f"input is an image folder, so the output must be a folder too; {out} is a file")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FaceswapError(f"cannot create output folder {out}: {exc.strerror or exc}") from exc
+        _check_writable(out, "images")
+        return "images"
+    if out.suffix.lower() not in OUTPUT_VIDEO_EXTENSIONS:
+        raise FaceswapError(f"output {out.name}: use a video file name ending in {', '.join(sorted(OUTPUT_VIDEO_EXTENSIONS))}")
+    if out.is_dir():
+        raise FaceswapError(f"output {out} is a folder; give a video file name")
+    if out.exists() and not cfg.overwrite:
+        raise FaceswapError(f"{out} already exists (use --overwrite to replace it)")
+    if not out.parent.is_dir():
+        raise FaceswapError(f"cannot write {out}: folder {out.parent} does not exist")
+    _check_writable(out.parent, out.name)
+    if cfg.end is not None and cfg.end <= cfg.start:
+        raise FaceswapError(f"--end {cfg.end} must be greater than --start {cfg.start}")
+    return "video"
+
+
+def _alignments_entry(cfg: ConvertConfig, info) -> dict:
+    """The alignments entry for the input video; refuses alignments made for another video."""
+    al = Alignments.load(cfg.alignments)
+    found = al.find_source(cfg.input)
+    if found is None:
+        names = ", ".join(sorted(Path(k).name for k in al.sources)) or "none"
+        raise FaceswapError(f"{cfg.alignments} has no alignments for {Path(cfg.input).name} (it lists: {names}); "
+                            f"run `faceswap extract` on this video or leave out --alignments")
+    key, entry = found
+    if entry.get("kind", "video") != "video":
+        raise FaceswapError(f"{cfg.alignments} lists {Path(key).name} as an image, not a video")
+    got = (entry.get("width"), entry.get("height"), entry.get("frame_count"), entry.get("fingerprint"))
+    want = (info.width, info.height, info.frame_count, file_fingerprint(cfg.input))
+    if got != want:
+        raise FaceswapError(f"{cfg.alignments} was made for another version of {Path(key).name} "
+                            f"({got[0]}x{got[1]}, {got[2]} frames; this video is {want[0]}x{want[1]}, {want[2]} frames, "
+                            f"or its content changed): extract it again")
+    return entry
+
+
+def _progress(console: Console, show: bool) -> Progress | None:
+    if not show:
+        return None
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                    TextColumn("[cyan]{task.fields[faces]} faces"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=console, transient=False)
+
+
+def _convert_video(cfg: ConvertConfig, swapper: FaceSwapper, source: _LandmarkSource, tags: dict[str, str],
+                   summary: ConvertSummary, timer: StageTimer, progress: Progress | None) -> None:
+    info = probe(cfg.input)
+    last = max(info.frame_count, info.nominal_frames)
+    if cfg.start >= last:
+        raise FaceswapError(f"--start {cfg.start} is past the end of {Path(cfg.input).name} ({last} frames)")
+    entry = _alignments_entry(cfg, info) if cfg.alignments else None
+    if entry is not None:
+        source.entry = entry
+    reader = FrameReader(cfg.input, start=cfg.start, end=cfg.end, info=info)
+    # Audio for exactly the frames written: trimmed when a range was asked for, copied whole otherwise.
+    trimmed = cfg.start > 0 or cfg.end is not None
+    audio_start = cfg.start / info.fps if trimmed else 0.0
+    audio_duration = reader.expected / info.fps if trimmed else None
+    smoother = LandmarkSmoother(cfg.smooth_window if cfg.smooth else 0, DEFAULT_DEGREE)
+    task = progress.add_task(Path(cfg.input).name, total=reader.expected, faces=0) if progress else None
+    pending: dict[int, np.ndarray] = {}
+
+    def emit(ready: list[tuple[int, list[np.ndarray]]], writer: VideoWriter) -> None:
+        if not ready:
+            return
+        frames = [pending.pop(i) for i, _ in ready]
+        landmarks = [faces for _, faces in ready]
+        out = swapper.swap(frames, landmarks)
+        with timer("encode"):
+            writer.write(np.stack(out))
+        n_faces = sum(len(f) for f in landmarks)
+        summary.frames += len(ready)
+        summary.faces_swapped += n_faces
+        summary.frames_without_face += sum(1 for f in landmarks if not f)
+        if progress:
+            progress.update(task, advance=len(ready), faces=summary.faces_swapped)
+
+    with VideoWriter(cfg.output, info.width, info.height, info.fps, crf=cfg.crf, preset=cfg.x264_preset,
+                     audio_from=cfg.input, audio_start=audio_start, audio_duration=audio_duration, metadata=tags,
+                     lossless=cfg.crf == 0) as writer:
+        chunks = reader.chunks(cfg.batch_size)
+        while True:
+            with timer("decode"):
+                chunk = next(chunks, None)
+            if chunk is None:
+                break
+            indices, frames = chunk
+            with timer("detect/align"):
+                landmarks = source.video(indices, frames)
+            ready = []
+            for idx, frame, faces in zip(indices, frames, landmarks):
+                pending[idx] = frame
+                ready += smoother.push(idx, faces)
+            emit(ready, writer)
+        emit(smoother.flush(), writer)
+        if writer.frames_written != reader.frames_read:
+            raise FaceswapError(f"internal error: read {reader.frames_read} frames but wrote {writer.frames_written}")
+    if reader.warning:
+        summary.warnings.append(reader.warning)
+    if progress:
+        progress.update(task, total=summary.frames, completed=summary.frames)
+    if summary.frames_detected and entry is not None:
+        summary.warnings.append(f"{summary.frames_detected} frames were not in {cfg.alignments} and were detected on the fly")
+    if summary.faces_swapped == 0:
+        summary.warnings.append(f"no face found in {Path(cfg.input).name}: its frames were copied through unchanged (still labelled)")
+
+
+def _png_text(key: str, value: str) -> bytes:
+    import struct
+    import zlib
+
+    data = key.encode("latin-1") + b"\0" + value.encode("latin-1", "replace")
+    return struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data) & 0xFFFFFFFF)
+
+
+def labelled_png(image: np.ndarray, tags: dict[str, str]) -> bytes:
+    """PNG bytes of an `(H, W, 3)` uint8 RGB image with `tags` as tEXt chunks (`comment` -> `Comment`)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise FaceswapError("could not encode an output image as PNG")
+    png = buf.tobytes()
+    text = b"".join(_png_text("Comment" if k == "comment" else k, v) for k, v in tags.items())
+    iend = png.rfind(b"IEND") - 4
+    return png[:iend] + text + png[iend:]
+
+
+def _convert_images(cfg: ConvertConfig, swapper: FaceSwapper, source: _LandmarkSource, tags: dict[str, str],
+                    summary: ConvertSummary, timer: StageTimer, progress: Progress | None) -> None:
+    paths = list_images(cfg.input)
+    if not paths:
+        raise FaceswapError(f"{cfg.input}: folder has no images")
+    alignments = Alignments.load(cfg.alignments) if cfg.alignments else None
+    names = {}
+    for p in paths:  # outputs are PNG (lossless, carries the label); keep names unique
+        name = p.stem + ".png"
+        names[p] = p.name + ".png" if name in names.values() else name
+    clashes = [n for n in names.values() if (Path(cfg.output) / n).exists()]
+    if clashes and not cfg.overwrite:
+        raise FaceswapError(f"{cfg.output} already holds {clashes[0]} (and {len(clashes) - 1} more outputs); use --overwrite or another folder")
+    task = progress.add_task(f"{len(paths)} images", total=len(paths), faces=0) if progress else None
+    for start in range(0, len(paths), cfg.batch_size):
+        batch, images, landmarks = [], [], []
+        for path in paths[start : start + cfg.batch_size]:
+            try:
+                with timer("decode"):
+                    image, _ = read_face_png(path)
+            except FaceswapError as exc:
+                summary.errors.append(str(exc))
+                continue
+            with timer("detect/align"):
+                landmarks.append(source.image(path, image, alignments))
+            batch.append(path)
+            images.append(image)
+        out = swapper.swap(images, landmarks)
+        for path, image, faces in zip(batch, out, landmarks):
+            with timer("encode"):
+                atomic_write_bytes(Path(cfg.output) / names[path], labelled_png(image, tags))
+            summary.outputs.append(Path(cfg.output) / names[path])
+            summary.frames += 1
+            summary.faces_swapped += len(faces)
+            summary.frames_without_face += not faces
+        if progress:
+            progress.update(task, advance=len(paths[start : start + cfg.batch_size]), faces=summary.faces_swapped)
+    if summary.faces_swapped == 0 and summary.frames:
+        summary.warnings.append(f"no face found in the images of {cfg.input}: copied through unchanged (still labelled)")
+
+
+def run_convert(config: ConvertConfig, console: Console | None = None, show_progress: bool = True) -> ConvertSummary:
+    """Convert one video or image folder. Raises `FaceswapError` for bad input (nothing is left
+    under the output name then); per-image failures in folder mode land in `summary.errors`."""
+    from faceswap.model.autoencoder import load_model, model_id
+
+    console = console or Console(stderr=True)
+    kind = _check_paths(config)
+    device = pick_device(config.device)
+    if config.threads is not None:
+        if config.threads < 1:
+            raise FaceswapError(f"--threads {config.threads}: use 1 or more")
+        torch.set_num_threads(config.threads)
+    model = load_model(config.model_dir, device)
+    mid = model_id(config.model_dir)
+    tags = {} if config.no_credentials else container_tags(mid, config.options())
+    summary = ConvertSummary(output=Path(config.output))
+    timer = StageTimer(summary.stage_seconds)
+    swapper = FaceSwapper(model, config, device, timer, payload_bits(mid))
+    source = _LandmarkSource(None, config, device, summary)
+    progress = _progress(console, show_progress)
+    t0 = time.perf_counter()
+    with progress or nullcontext():
+        if kind == "video":
+            _convert_video(config, swapper, source, tags, summary, timer, progress)
+        else:
+            _convert_images(config, swapper, source, tags, summary, timer, progress)
+    # Provenance layer 3: Content Credentials on the finished file(s); a failed signing only warns.
+    outputs = [Path(config.output)] if kind == "video" else summary.outputs
+    for path in outputs:
+        summary.warnings += [w for w in finish_output(path, mid, credentials=not config.no_credentials)
+                             if w not in summary.warnings]
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+__all__ = ["ConvertConfig", "ConvertSummary", "FaceSwapper", "labelled_png", "run_convert"]

@@ -1,0 +1,553 @@
+"""`faceswap train`: the training loop.
+
+One iteration: draw `batch_size` faces of A and of B from the uint8 caches, augment them as whole
+batches on the device, push both through the shared encoder in one batch and each half through its
+own decoder, and take one Adam step on the sum of the two mask-weighted losses.
+
+Nothing is lost on a long run: `save_every` iterations (and on stop, Ctrl-C or SIGTERM) weights,
+optimizer and RNG state go into one safetensors file that replaces the last one atomically. Running
+the same command again resumes from it and reproduces the uninterrupted run (same seed, same
+options, CPU). `iterations` is the total to reach, so a resumed run stops where the first would have.
+
+Several GPUs (one process each, DistributedDataParallel)::
+
+    torchrun --standalone --nproc_per_node 2 -m faceswap train --a A --b B -m models/x --device cuda
+
+Each rank draws its own batches (so the effective batch is `world_size * batch_size` per identity),
+gradients are averaged, rank 0 writes the model dir, and every rank's RNG state is saved.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
+from faceswap import __version__
+from faceswap.device import pick_device
+from faceswap.errors import FaceswapError
+from faceswap.faces.align import template_eye_mouth_mask, template_face_mask
+from faceswap.model.autoencoder import (
+    CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, Checkpoint, SwapModel, atomic_write, build_model,
+    count_parameters, forward_flops, get_preset, read_checkpoint, read_config, save_checkpoint,
+)
+from faceswap.train.augment import WARPS, AugmentConfig, Augmenter
+from faceswap.train.data import FaceSet, load_faces, sample_batch
+from faceswap.train.losses import DEFAULT_LOSS, check_loss, face_ssim, training_loss
+from faceswap.train.state import pack_generators, pack_optimizer, unpack_generator, unpack_optimizer
+
+LOG_COLUMNS = ["iteration", "elapsed_s", "loss_a", "loss_b", "val_loss_a", "val_loss_b", "val_ssim_a", "val_ssim_b", "eg_per_s"]
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+VAL_FACES = 64  # held-out faces per identity used for the validation loss
+PREVIEW_FACES = 8
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run uses; `config.json` records it. Paths may be str or Path."""
+
+    faces_a: Path
+    faces_b: Path
+    model_dir: Path
+    preset: str = "lite"
+    learn_mask: bool = False
+    batch_size: int = 16  # per identity (EG/s counts A and B)
+    iterations: int | None = None  # total to reach (resume continues the count); None = no limit
+    minutes: float | None = None  # wall-clock budget of this run; None = no limit
+    save_every: int = 500
+    preview_every: int = 500
+    log_every: int = 100  # log.csv row + validation loss
+    loss: str = DEFAULT_LOSS
+    eye_mouth_weight: float = 1.0
+    lr: float | None = None  # None = the preset's
+    warp: str = "grid"
+    val_fraction: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto = bf16 autocast where the CPU/GPU has fast bf16, else fp32 (fp16 on old GPUs)
+    threads: int | None = None  # torch CPU threads; None = torch's default (physical cores)
+    compile: bool = False  # torch.compile the model (measured: see bench/train.py)
+    max_memory_gb: float = 4.0  # budget of the uint8 face caches, both identities
+    quiet: bool = False  # no live display (tests)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        for k in ("faces_a", "faces_b", "model_dir"):
+            d[k] = str(Path(d[k]).resolve())
+        return d
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    iteration: int
+    stopped: str  # "iterations", "minutes" or "interrupted"
+    val_loss: dict[str, float]
+    val_ssim: dict[str, float]
+    eg_per_s: float  # average over this run
+    model: SwapModel | None = None  # the trained model (None when there was nothing to do)
+
+
+# --- setup ------------------------------------------------------------------------------------------
+
+
+def _dist_env() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment, (0, 1) without it."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _resolve_precision(name: str, device: torch.device) -> str:
+    if name not in PRECISIONS:
+        raise FaceswapError(f"unknown precision {name!r} (choose from {', '.join(PRECISIONS)})")
+    if device.type == "cuda":
+        if name == "auto":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return name
+    if name == "fp16":
+        raise FaceswapError("--precision fp16 needs a CUDA GPU (use bf16 or fp32 on CPU)")
+    if name == "auto":
+        # Measured on a 2-core AVX512-BF16 EPYC: ~2x the fp32 speed (bench/train.py). Without native
+        # bf16, oneDNN emulates it and is slower than fp32.
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    return name
+
+
+def _check_options(cfg: TrainConfig) -> None:
+    get_preset(cfg.preset)
+    check_loss(cfg.loss)
+    if cfg.augment.warp not in WARPS:
+        raise FaceswapError(f"unknown warp {cfg.augment.warp!r} (choose from {', '.join(WARPS)})")
+    for name in ("batch_size", "save_every", "preview_every", "log_every"):
+        if getattr(cfg, name) < 1:
+            raise FaceswapError(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.iterations is not None and cfg.iterations < 0:
+        raise FaceswapError("--iterations must not be negative")
+    if cfg.minutes is not None and cfg.minutes <= 0:
+        raise FaceswapError("--minutes must be positive")
+    if not 0 <= cfg.val_fraction < 1:
+        raise FaceswapError("--val-fraction must be in [0, 1)")
+
+
+def _inspect_model_dir(model_dir: Path, cfg: TrainConfig) -> tuple[dict | None, Checkpoint | None]:
+    """Existing config and verified checkpoint of `model_dir` (None, None when new). Writes nothing."""
+    if not model_dir.exists():
+        return None, None
+    if not model_dir.is_dir():
+        raise FaceswapError(f"--model-dir {model_dir} exists and is not a folder")
+    if not (model_dir / CONFIG_NAME).exists():
+        if any(not p.name.startswith(".") for p in model_dir.iterdir()):
+            raise FaceswapError(f"{model_dir} exists, is not empty and is not a faceswap model dir; choose a new --model-dir")
+        return None, None
+    old = read_config(model_dir)
+    if old.get("preset") != cfg.preset:
+        raise FaceswapError(f"{model_dir} holds a {old.get('preset')!r} model, not {cfg.preset!r}: "
+                            f"pass --preset {old.get('preset')} to resume it, or choose another --model-dir")
+    if bool(old.get("learn_mask")) != cfg.learn_mask:
+        flag = "--learn-mask" if old.get("learn_mask") else "no --learn-mask"
+        raise FaceswapError(f"{model_dir} was trained with{'' if old.get('learn_mask') else 'out'} a learned mask: resume it with {flag}")
+    ckpt = read_checkpoint(model_dir) if (model_dir / WEIGHTS_NAME).exists() else None
+    return old, ckpt
+
+
+def _batch_size(cfg: TrainConfig, a: FaceSet, b: FaceSet, console: Console) -> int:
+    n = min(len(a.train), len(b.train))
+    if n < cfg.batch_size:
+        console.print(f"[yellow]Warning:[/] only {n} training faces in the smaller set; batch size {cfg.batch_size} -> {n}")
+        return n
+    return cfg.batch_size
+
+
+# --- evaluation and outputs -------------------------------------------------------------------------
+
+
+def _eval_faces(held_out: torch.Tensor, n: int) -> torch.Tensor:
+    """A fixed, evenly spaced subset of held-out faces, `(<=n, 3, S, S)` uint8."""
+    if len(held_out) <= n:
+        return held_out
+    return held_out[torch.linspace(0, len(held_out) - 1, n).round().long()]
+
+
+@torch.no_grad()
+def evaluate(model: SwapModel, faces: dict[str, torch.Tensor], masks: torch.Tensor, cfg: TrainConfig, autocast) -> tuple[dict, dict]:
+    """Validation loss and face SSIM of each identity's held-out faces through its own decoder.
+
+    `faces`: identity -> `(N, 3, S, S)` uint8; `masks`: `(2, S, S)` template face and eye/mouth masks.
+    """
+    losses, ssims = {}, {}
+    for ident, x in faces.items():
+        if len(x) == 0:
+            continue
+        x = x.float() / 255
+        with autocast():
+            out = model.decoders[ident](model.encoder(x))
+        m = masks[None].expand(len(x), -1, -1, -1)
+        losses[ident] = training_loss(out.float(), x, m, cfg.loss, cfg.eye_mouth_weight).item()
+        ssims[ident] = face_ssim(out[:, :3].float(), x, m[:, :1]).mean().item()
+    return losses, ssims
+
+
+@torch.no_grad()
+def make_preview(model: SwapModel, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Preview grid, rows A, A->A, A->B, B, B->B, B->A, as `(H, W, 3)` uint8 with row labels.
+
+    `a`, `b`: `(N, 3, S, S)` uint8 held-out faces (the same N columns for both).
+    """
+    import cv2
+    import numpy as np
+
+    fa, fb = a.float() / 255, b.float() / 255
+    rows = [("A", fa), ("A>A", model.reconstruct(fa, "a")[0]), ("A>B", model.swap(fa, "a2b")[0]),
+            ("B", fb), ("B>B", model.reconstruct(fb, "b")[0]), ("B>A", model.swap(fb, "b2a")[0])]
+    s = a.shape[-1]
+    n = max(len(a), len(b))
+    label_w = 40
+    grid = np.zeros((len(rows) * s, label_w + n * s, 3), np.uint8)
+    for r, (label, imgs) in enumerate(rows):
+        imgs = (imgs.float().cpu().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        for c, img in enumerate(imgs):
+            grid[r * s:(r + 1) * s, label_w + c * s:label_w + (c + 1) * s] = img
+        cv2.putText(grid, label, (3, r * s + s // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return torch.from_numpy(grid)
+
+
+def _write_png(path: Path, rgb: torch.Tensor) -> None:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb.numpy(), cv2.COLOR_RGB2BGR))
+    if ok:
+        atomic_write(path, buf.tobytes())
+
+
+def _read_log(path: Path, upto: int) -> list[dict]:
+    """Rows of log.csv up to iteration `upto` (rows after the last save are dropped on resume)."""
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                if int(row["iteration"]) <= upto:
+                    rows.append(row)
+            except (KeyError, TypeError, ValueError):
+                continue  # a line cut by a kill
+    return rows
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, LOG_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, buf.getvalue().encode())
+
+
+def _plot_losses(path: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return
+    it = [int(r["iteration"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for key, style in [("loss_a", "C0-"), ("loss_b", "C1-"), ("val_loss_a", "C0--"), ("val_loss_b", "C1--")]:
+        vals = [float(r[key]) if r.get(key) not in (None, "") else math.nan for r in rows]
+        ax.plot(it, vals, style, label=key.replace("_", " "), lw=1)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
+
+
+class _StopSignal:
+    """First Ctrl-C (or SIGTERM) asks the loop to stop after the current step and save; a second aborts."""
+
+    def __init__(self, console: Console):
+        self.requested, self.console, self.prev = False, console, {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.console.print("[yellow]Stopping after this step and saving (Ctrl-C again to abort without saving)[/]")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.prev[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, prev in self.prev.items():
+            signal.signal(sig, prev)
+
+
+def _fmt_time(s: float) -> str:
+    s = int(max(s, 0))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+# --- the loop ---------------------------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig, console: Console | None = None) -> TrainResult:
+    """Train (or resume) the model in `cfg.model_dir`. Raises FaceswapError on bad input, writing nothing."""
+    threads, had_group = torch.get_num_threads(), dist.is_initialized()
+    try:
+        return _train(cfg, console)
+    finally:
+        torch.set_num_threads(threads)  # `cfg.threads` is for this run only
+        if dist.is_initialized() and not had_group:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
+    rank, world = _dist_env()
+    console = console or Console(stderr=True)
+    if cfg.quiet or rank != 0:
+        console = Console(stderr=True, quiet=True)
+    _check_options(cfg)
+    device = pick_device(cfg.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    precision = _resolve_precision(cfg.precision, device)
+    preset = get_preset(cfg.preset)
+    model_dir = Path(cfg.model_dir)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    # Everything that can fail on bad input happens before the first write.
+    old_config, ckpt = _inspect_model_dir(model_dir, cfg)
+    budget = int(cfg.max_memory_gb * 2**30) // 2
+    faces_a = load_faces(cfg.faces_a, preset.size, cfg.val_fraction, budget, "A")
+    faces_b = load_faces(cfg.faces_b, preset.size, cfg.val_fraction, budget, "B")
+    if faces_a.coverage != faces_b.coverage:
+        raise FaceswapError(f"A faces have coverage {faces_a.coverage!r} but B faces {faces_b.coverage!r}; extract both with one --coverage")
+    coverage = faces_a.coverage
+    if old_config and old_config.get("coverage") != coverage:
+        raise FaceswapError(f"{model_dir} was trained on {old_config.get('coverage')!r} coverage faces, these are {coverage!r}")
+    batch = _batch_size(cfg, faces_a, faces_b, console)
+    if ckpt is not None and cfg.iterations is not None and ckpt.iteration >= cfg.iterations:
+        console.print(f"Already trained to iteration {ckpt.iteration} (--iterations {cfg.iterations}); nothing to do.")
+        return TrainResult(model_dir, ckpt.iteration, "iterations", {}, {}, 0.0)
+    if world > 1:
+        dist.barrier()  # every rank has inspected the dir before rank 0 writes to it
+
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+    model = build_model(preset, coverage, cfg.learn_mask)
+    lr = cfg.lr or preset.lr
+    if ckpt is not None:
+        try:
+            model.load_state_dict(ckpt.weights, strict=True)
+        except RuntimeError as exc:
+            raise FaceswapError(f"checkpoint in {model_dir} does not fit the {cfg.preset!r} preset ({str(exc).splitlines()[0]})") from exc
+    model.to(device)
+    # beta1 0.5: the deepfakes setting. fused: one kernel for all parameters; the default per-tensor
+    # loop took 2.4 s a step for `original` on this CPU, fused 0.24 s (measured, 1 thread).
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.999), fused=True)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed + 1_000_003 * rank)
+    start, elapsed_before = 0, 0.0
+    if ckpt is not None:
+        try:
+            unpack_optimizer(opt, ckpt.train_tensors, ckpt.train_meta["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise FaceswapError(f"checkpoint in {model_dir} does not fit the {cfg.preset!r} preset ({str(exc).splitlines()[0]})") from exc
+        state = unpack_generator(ckpt.train_tensors, rank)
+        if state is not None:
+            gen.set_state(state)
+        elif world > 1:
+            console.print(f"[yellow]Warning:[/] no saved RNG state for rank {rank}; this resume is not an exact replay")
+        start, elapsed_before = ckpt.iteration, float(ckpt.train_meta.get("elapsed_s", 0.0))
+        for g in opt.param_groups:
+            g["lr"] = lr
+
+    ddp = None
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    step_model = ddp or model
+    if cfg.compile:
+        step_model = torch.compile(step_model)
+
+    masks = torch.cat([template_face_mask(preset.size, coverage), template_eye_mouth_mask(preset.size, coverage)]).to(device)
+    augment = Augmenter(preset.size, masks, cfg.augment)
+    train_a, train_b = faces_a.train.to(device), faces_b.train.to(device)
+    val = {"a": _eval_faces(faces_a.held_out, VAL_FACES).to(device), "b": _eval_faces(faces_b.held_out, VAL_FACES).to(device)}
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    if scaler and ckpt is not None and ckpt.train_meta.get("scaler"):
+        scaler.load_state_dict(ckpt.train_meta["scaler"])
+
+    def autocast():
+        return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+
+    flops = forward_flops(model)
+    params = count_parameters(model)
+    train_json = {**cfg.to_json(), "batch_size_used": batch, "lr_used": lr, "device": str(device), "precision_used": precision,
+                  "threads_used": torch.get_num_threads(), "world_size": world, "torch": torch.__version__,
+                  "faces": {k: {"folder": str(f.folder.resolve()), "train": len(f.train), "held_out": len(f.held_out),
+                                "cache_bytes": f.nbytes, "notes": f.notes} for k, f in (("a", faces_a), ("b", faces_b))}}
+    if rank == 0:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / "previews").mkdir(exist_ok=True)
+        for stale in [*model_dir.glob(".*.tmp"), *model_dir.glob("previews/.*.tmp")]:  # temp files of a killed save
+            stale.unlink(missing_ok=True)
+        runs = (old_config or {}).get("runs", [])
+        runs.append({"started": dt.datetime.now().isoformat(timespec="seconds"), "start_iteration": start, "train": train_json})
+        config = {"format": FORMAT, "format_version": FORMAT_VERSION, "faceswap_version": __version__,
+                  **model.describe(), "train": train_json, "runs": runs}
+        atomic_write(model_dir / CONFIG_NAME, json.dumps(config, indent=2).encode())
+
+    console.print(f"[bold]{preset.name}[/] ({preset.description}): {params / 1e6:.1f} M parameters, "
+                  f"{flops / 1e9:.2f} GFLOP per example forward (~{3 * flops / 1e9:.1f} per training example)")
+    for ident, f in (("A", faces_a), ("B", faces_b)):
+        console.print(f"{ident}: {len(f.train)} faces to train on, {len(f.held_out)} held out, {preset.size} px "
+                      f"{f.coverage} coverage, cache {f.nbytes / 2**20:.1f} MiB ({f.folder})")
+        for note in f.notes:
+            console.print(f"[yellow]Note:[/] {ident}: {note}")
+    console.print(f"device {device}, {precision}, batch {batch} + {batch}" + (f" on each of {world} ranks" if world > 1 else "")
+                  + f", loss {cfg.loss}, lr {lr:g}" + (f", resuming at iteration {start}" if start else ""))
+
+    log_path = model_dir / "log.csv"
+    log_rows = _read_log(log_path, start) if rank == 0 else []
+
+    def save(it: int, elapsed: float) -> None:
+        states = [gen.get_state()]
+        if world > 1:  # every rank's RNG state, so a resume replays each rank's batches
+            mine = gen.get_state().to(device)
+            gathered = [torch.empty_like(mine) for _ in range(world)]
+            dist.all_gather(gathered, mine)
+            states = [s.cpu() for s in gathered]
+        if rank != 0:
+            return
+        opt_tensors, opt_meta = pack_optimizer(opt)
+        meta = {"optimizer": opt_meta, "elapsed_s": elapsed, "world_size": world,
+                "scaler": scaler.state_dict() if scaler else None}
+        save_checkpoint(model_dir, model, it, {**opt_tensors, **pack_generators(states)}, meta)
+        _write_log(log_path, log_rows)
+
+    def preview(it: int) -> None:
+        if rank != 0:
+            return
+        _plot_losses(model_dir / "loss.png", log_rows)
+        if not len(faces_a.held_out) or not len(faces_b.held_out):
+            return
+        n = min(PREVIEW_FACES, len(faces_a.held_out), len(faces_b.held_out))
+        model.eval()
+        with autocast():
+            grid = make_preview(model, _eval_faces(faces_a.held_out, n).to(device), _eval_faces(faces_b.held_out, n).to(device))
+        model.train()
+        _write_png(model_dir / "previews" / f"{it:07d}.png", grid)
+        _write_png(model_dir / "preview.png", grid)
+
+    if ckpt is None:
+        save(0, 0.0)  # from here on the dir always holds a loadable model
+
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=20), TextColumn("{task.fields[stats]}"),
+                        console=console, transient=False, refresh_per_second=4)
+    total = cfg.iterations - start if cfg.iterations is not None else None
+    task = progress.add_task(f"it {start}", total=total, stats="starting")
+    it, stopped = start, "interrupted"
+    t0 = time.perf_counter()
+    win_t, win_it, win_loss = t0, 0, torch.zeros(2, device=device)  # live-line window
+    log_t, log_it, log_loss = t0, 0, torch.zeros(2, device=device)  # log.csv window
+    val_loss: dict = {}
+    val_ssim: dict = {}
+    deadline = t0 + cfg.minutes * 60 if cfg.minutes else math.inf
+    model.train()
+    with _StopSignal(console) as stop, progress:
+        while True:
+            reasons = []
+            if cfg.iterations is not None and it >= cfg.iterations:
+                reasons.append("iterations")
+            if time.perf_counter() >= deadline:
+                reasons.append("minutes")
+            if stop.requested:
+                reasons.append("interrupted")
+            if world > 1:  # all ranks must stop at the same step
+                flag = torch.tensor([float(bool(reasons))], device=device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                if flag.item() and not reasons:
+                    reasons.append("interrupted")
+            if reasons:
+                stopped = reasons[0]
+                break
+
+            xa, ya, ma = augment(sample_batch(train_a, batch, gen), gen)
+            xb, yb, mb = augment(sample_batch(train_b, batch, gen), gen)
+            with autocast():
+                out_a, out_b = step_model(xa, xb)
+            loss_a = training_loss(out_a.float(), ya, ma, cfg.loss, cfg.eye_mouth_weight)
+            loss_b = training_loss(out_b.float(), yb, mb, cfg.loss, cfg.eye_mouth_weight)
+            opt.zero_grad(set_to_none=True)
+            if scaler:
+                scaler.scale(loss_a + loss_b).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                (loss_a + loss_b).backward()
+                opt.step()
+            it += 1
+            losses = torch.stack([loss_a.detach(), loss_b.detach()])
+            win_it, win_loss, log_it, log_loss = win_it + 1, win_loss + losses, log_it + 1, log_loss + losses
+
+            now = time.perf_counter()
+            if it % cfg.log_every == 0 and rank == 0:
+                model.eval()
+                val_loss, val_ssim = evaluate(model, val, masks, cfg, autocast)
+                model.train()
+                la, lb = (log_loss / log_it).tolist()
+                log_rows.append({"iteration": it, "elapsed_s": f"{elapsed_before + now - t0:.1f}", "loss_a": f"{la:.5f}", "loss_b": f"{lb:.5f}",
+                                 "val_loss_a": f"{val_loss.get('a', math.nan):.5f}", "val_loss_b": f"{val_loss.get('b', math.nan):.5f}",
+                                 "val_ssim_a": f"{val_ssim.get('a', math.nan):.4f}", "val_ssim_b": f"{val_ssim.get('b', math.nan):.4f}",
+                                 "eg_per_s": f"{2 * batch * world * log_it / (now - log_t):.1f}"})
+                log_t, log_it, log_loss = time.perf_counter(), 0, torch.zeros(2, device=device)
+            if now - win_t > 1.0 and rank == 0:  # the live line, about once a second (.tolist() syncs a GPU)
+                la, lb = (win_loss / win_it).tolist()
+                egs = 2 * batch * world * win_it / (now - win_t)
+                left = [deadline - now]
+                if cfg.iterations is not None:
+                    left.append((cfg.iterations - it) * (now - t0) / (it - start))
+                eta = min(left)
+                val_txt = f" | val {val_loss.get('a', math.nan):.4f} {val_loss.get('b', math.nan):.4f}" if val_loss else ""
+                progress.update(task, completed=it - start, description=f"it {it}",
+                                stats=f"loss A {la:.4f} B {lb:.4f}{val_txt} | {egs:.1f} EG/s | {_fmt_time(now - t0)}"
+                                      + (f" ETA {_fmt_time(eta)}" if math.isfinite(eta) else ""))
+                win_t, win_it, win_loss = time.perf_counter(), 0, torch.zeros(2, device=device)
+            if it % cfg.preview_every == 0:
+                preview(it)
+            if it % cfg.save_every == 0:
+                save(it, elapsed_before + time.perf_counter() - t0)
+
+        if it % cfg.save_every:
+            save(it, elapsed_before + time.perf_counter() - t0)
+        if it % cfg.preview_every and it > start:
+            preview(it)
+    run_s = time.perf_counter() - t0
+    console.print(f"Stopped ({stopped}) at iteration {it}; model saved in {model_dir}")
+    return TrainResult(model_dir, it, stopped, val_loss, val_ssim, 2 * batch * world * (it - start) / max(run_s, 1e-9), model)
+

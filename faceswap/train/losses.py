@@ -1,0 +1,63 @@
+"""Reconstruction losses weighted by the template face mask.
+
+The weight map is ``BACKGROUND + (1 - BACKGROUND) * face + eye_mouth_weight * eyes_mouth``,
+normalised to mean 1 per image so loss values stay comparable across settings. The background keeps
+a small weight so previews stay coherent; convert only pastes the face region.
+"""
+
+from __future__ import annotations
+
+import kornia
+import torch
+
+from faceswap.errors import FaceswapError
+
+LOSSES = ("l1", "mse", "ssim", "l1+ssim", "mse+ssim")
+# Chosen by measurement (see README section "Choosing the defaults" in bench/train.py's docstring).
+DEFAULT_LOSS = "l1+ssim"
+BACKGROUND = 0.1
+
+
+def check_loss(kind: str) -> str:
+    if kind not in LOSSES:
+        raise FaceswapError(f"unknown loss {kind!r} (choose from {', '.join(LOSSES)})")
+    return kind
+
+
+def weight_map(masks: torch.Tensor, eye_mouth_weight: float) -> torch.Tensor:
+    """`(B, 2, S, S)` face and eye/mouth masks -> `(B, 1, S, S)` per-pixel weights with mean 1 per image."""
+    w = BACKGROUND + (1 - BACKGROUND) * masks[:, :1] + eye_mouth_weight * masks[:, 1:2]
+    return w / w.mean((1, 2, 3), keepdim=True)
+
+
+def ssim_window(size: int) -> int:
+    return 11 if size >= 128 else 7  # ~the same face area at 64 and 128 px
+
+
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str) -> torch.Tensor:
+    """Weighted loss of `(B, 3, S, S)` predictions against targets; `weight` `(B, 1, S, S)`. Scalar."""
+    total = pred.new_zeros(())
+    if "l1" in kind:
+        total = total + (weight * (pred - target).abs()).mean()
+    if "mse" in kind:
+        total = total + (weight * (pred - target).square()).mean()
+    if "ssim" in kind:
+        ssim = kornia.metrics.ssim(pred, target, ssim_window(pred.shape[-1]), padding="same")
+        total = total + (weight * (1 - ssim) / 2).mean()  # DSSIM
+    return total
+
+
+def training_loss(out: torch.Tensor, target: torch.Tensor, masks: torch.Tensor, kind: str, eye_mouth_weight: float) -> torch.Tensor:
+    """Loss of one identity's decoder output `(B, 3 [+1], S, S)`; a 4th channel is trained on the face mask."""
+    loss = reconstruction_loss(out[:, :3], target, weight_map(masks, eye_mouth_weight), kind)
+    if out.shape[1] == 4:
+        loss = loss + (out[:, 3:4] - masks[:, :1]).abs().mean()
+    return loss
+
+
+@torch.no_grad()
+def face_ssim(pred: torch.Tensor, target: torch.Tensor, face_mask: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM (window 11) inside the face mask, per image: `(B, 3, S, S)` x2, `(B|1, 1, S, S)` -> `(B,)`."""
+    ssim = kornia.metrics.ssim(pred, target, 11, padding="same").mean(1, keepdim=True)
+    m = face_mask.expand_as(ssim)
+    return (ssim * m).sum((1, 2, 3)) / m.sum((1, 2, 3)).clamp_min(1e-6)
