@@ -125,8 +125,8 @@ def extract(inputs, output, size, coverage, every, start, end, min_face, min_sco
 @click.option("--save-every", default=500, show_default=True, help="Save weights and training state every N iterations.")
 @click.option("--preview-every", default=500, show_default=True, help="Write previews/<iteration>.png every N iterations.")
 @click.option("--log-every", default=100, show_default=True, help="Validation loss and a log.csv row every N iterations.")
-@click.option("--loss", type=click.Choice(["l1", "mse", "ssim", "l1+ssim", "mse+ssim"]), default="l1+ssim", show_default=True,
-              help="Reconstruction loss, weighted by the template face mask.")
+@click.option("--loss", type=click.Choice(["l1", "mse", "ssim", "l1+ssim", "mse+ssim"]), default="ssim", show_default=True,
+              help="Reconstruction loss, weighted by the template face mask (ssim measured best on held-out faces).")
 @click.option("--eye-mouth-weight", default=1.0, show_default=True, help="Extra loss weight on the eyes and mouth of the template.")
 @click.option("--lr", type=float, default=None, help="Adam learning rate (default: the preset's).")
 @click.option("--warp", type=click.Choice(["grid", "tps", "none"]), default="grid", show_default=True, help="Random warp of the inputs.")

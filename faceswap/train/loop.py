@@ -182,18 +182,18 @@ def _eval_faces(held_out: torch.Tensor, n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: SwapModel, faces: dict[str, torch.Tensor], masks: torch.Tensor, cfg: TrainConfig, autocast) -> tuple[dict, dict]:
+def evaluate(model: SwapModel, faces: dict[str, torch.Tensor], masks: torch.Tensor, cfg: TrainConfig) -> tuple[dict, dict]:
     """Validation loss and face SSIM of each identity's held-out faces through its own decoder.
 
-    `faces`: identity -> `(N, 3, S, S)` uint8; `masks`: `(2, S, S)` template face and eye/mouth masks.
+    Runs in fp32 even when training uses bf16 autocast: bf16 inference measured ~0.01 lower SSIM, and
+    this is the number reported. `faces`: identity -> `(N, 3, S, S)` uint8; `masks`: `(2, S, S)`.
     """
     losses, ssims = {}, {}
     for ident, x in faces.items():
         if len(x) == 0:
             continue
         x = x.float() / 255
-        with autocast():
-            out = model.decoders[ident](model.encoder(x))
+        out = model.decoders[ident](model.encoder(x))
         m = masks[None].expand(len(x), -1, -1, -1)
         losses[ident] = training_loss(out.float(), x, m, cfg.loss, cfg.eye_mouth_weight).item()
         ssims[ident] = face_ssim(out[:, :3].float(), x, m[:, :1]).mean().item()
@@ -458,8 +458,7 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
             return
         n = min(PREVIEW_FACES, len(faces_a.held_out), len(faces_b.held_out))
         model.eval()
-        with autocast():
-            grid = make_preview(model, _eval_faces(faces_a.held_out, n).to(device), _eval_faces(faces_b.held_out, n).to(device))
+        grid = make_preview(model, _eval_faces(faces_a.held_out, n).to(device), _eval_faces(faces_b.held_out, n).to(device))
         model.train()
         _write_png(model_dir / "previews" / f"{it:07d}.png", grid)
         _write_png(model_dir / "preview.png", grid)
@@ -518,7 +517,7 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
             now = time.perf_counter()
             if it % cfg.log_every == 0 and rank == 0:
                 model.eval()
-                val_loss, val_ssim = evaluate(model, val, masks, cfg, autocast)
+                val_loss, val_ssim = evaluate(model, val, masks, cfg)
                 model.train()
                 la, lb = (log_loss / log_it).tolist()
                 log_rows.append({"iteration": it, "elapsed_s": f"{elapsed_before + now - t0:.1f}", "loss_a": f"{la:.5f}", "loss_b": f"{lb:.5f}",
