@@ -45,6 +45,18 @@ def _set_debug(ctx: click.Context, _param, value: bool):
     return value
 
 
+def _report(summary, output) -> None:
+    """A stage's closing lines: warnings, the summary, then one `Error:` line per failed input
+    (and a non-zero exit when there was any)."""
+    for warning in summary.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(f"Done: {summary.line()} -> {output}")
+    for error in summary.errors:
+        click.echo(f"Error: {error}", err=True)
+    if summary.errors:
+        sys.exit(1)
+
+
 def debug_option(f):
     """`--debug` on the group and on every command, so it works wherever the user types it."""
     return click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
@@ -98,13 +110,7 @@ def extract(inputs, output, size, coverage, every, start, end, min_face, min_sco
                            detector=DetectorConfig(detect_size=detect_size, min_face=min_face, min_score=min_score,
                                                    max_faces=max_faces, redetect_every=redetect_every))
     summary = run_extract(config, show_progress=not quiet)
-    for warning in summary.warnings:
-        click.echo(f"Warning: {warning}", err=True)
-    click.echo(f"Done: {summary.line()} -> {output}")
-    for error in summary.errors:
-        click.echo(f"Error: {error}", err=True)
-    if summary.errors:
-        sys.exit(1)
+    _report(summary, output)
 
 
 
@@ -223,13 +229,7 @@ def convert(input_path, model_dir, output, alignments, direction, mask, mask_ero
                            batch_size=batch_size, device=device, precision=precision, threads=threads, overwrite=overwrite, no_credentials=no_credentials,
                            detector=DetectorConfig(detect_size=detect_size, min_face=min_face))
     summary = run_convert(config, show_progress=not quiet)
-    for warning in summary.warnings:
-        click.echo(f"Warning: {warning}", err=True)
-    click.echo(f"Done: {summary.line()} -> {output}")
-    for error in summary.errors:
-        click.echo(f"Error: {error}", err=True)
-    if summary.errors:
-        sys.exit(1)
+    _report(summary, output)
 
 
 

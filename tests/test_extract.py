@@ -6,7 +6,6 @@ import sys
 
 import cv2
 import numpy as np
-import pytest
 from click.testing import CliRunner
 
 from conftest import photo_face

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import REAL_CLIPS, requires_real_clips
 from faceswap.extract import ExtractConfig, run_extract

@@ -18,8 +18,6 @@ lookahead, whatever the video's length.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
 import tempfile
 import time
@@ -34,7 +32,6 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from faceswap import __version__
 from faceswap.convert.blend import BLEND_MODES, paste_faces
 from faceswap.convert.color import COLOR_MODES, DEFAULT_COLOR, transfer_color
 from faceswap.convert.mask import MASK_SOURCES, face_masks
@@ -43,7 +40,8 @@ from faceswap.device import pick_device
 from faceswap.errors import FaceswapError
 from faceswap.faces.align import alignment_matrices, matrix_scale, warp_faces
 from faceswap.faces.detect import DetectorConfig
-from faceswap.faces.store import Alignments, atomic_write_bytes, file_fingerprint, list_images, read_face_png
+from faceswap.atomic import atomic_write_bytes
+from faceswap.faces.store import Alignments, file_fingerprint, list_images, png_chunk, read_face_png
 from faceswap.provenance import container_tags, finish_output, mark_faces, payload_bits
 from faceswap.video import FrameReader, VideoWriter, probe
 
@@ -408,14 +406,6 @@ def _convert_video(cfg: ConvertConfig, swapper: FaceSwapper, source: _LandmarkSo
         summary.warnings.append(f"no face found in {Path(cfg.input).name}: its frames were copied through unchanged (still labelled)")
 
 
-def _png_text(key: str, value: str) -> bytes:
-    import struct
-    import zlib
-
-    data = key.encode("latin-1") + b"\0" + value.encode("latin-1", "replace")
-    return struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data) & 0xFFFFFFFF)
-
-
 def labelled_png(image: np.ndarray, tags: dict[str, str]) -> bytes:
     """PNG bytes of an `(H, W, 3)` uint8 RGB image with `tags` as tEXt chunks (`comment` -> `Comment`)."""
     import cv2
@@ -424,7 +414,8 @@ def labelled_png(image: np.ndarray, tags: dict[str, str]) -> bytes:
     if not ok:
         raise FaceswapError("could not encode an output image as PNG")
     png = buf.tobytes()
-    text = b"".join(_png_text("Comment" if k == "comment" else k, v) for k, v in tags.items())
+    text = b"".join(png_chunk(b"tEXt", ("Comment" if k == "comment" else k).encode("latin-1") + b"\0" + v.encode("latin-1", "replace"))
+                    for k, v in tags.items())
     iend = png.rfind(b"IEND") - 4
     return png[:iend] + text + png[iend:]
 

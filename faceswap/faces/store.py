@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from faceswap.atomic import atomic_write_bytes
 from faceswap.errors import FaceswapError
 
 PNG_KEYWORD = b"faceswap"
@@ -45,20 +45,8 @@ ALIGNMENTS_VERSION = 1
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` via a temp file in the same folder + rename, so a kill leaves old or new."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC."""
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
@@ -68,7 +56,7 @@ def encode_face_png(image: np.ndarray, meta: dict[str, Any], compression: int = 
     if not ok:
         raise FaceswapError("could not encode a face as PNG")
     png = buf.tobytes()
-    text = _png_chunk(b"tEXt", PNG_KEYWORD + b"\0" + json.dumps(meta, separators=(",", ":")).encode("latin-1"))
+    text = png_chunk(b"tEXt", PNG_KEYWORD + b"\0" + json.dumps(meta, separators=(",", ":")).encode("latin-1"))
     iend = png.rfind(b"IEND") - 4  # the IEND chunk starts with its 4-byte length
     return png[:iend] + text + png[iend:]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from facenet_pytorch.models.utils.detect_face import bbreg, imresample, pad, rerec
+from facenet_pytorch.models.utils.detect_face import bbreg, imresample, pad
 
 from faceswap.faces.detect import Face, FaceDetector
 

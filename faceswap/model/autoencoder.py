@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceswap.atomic import atomic_write_bytes
 from faceswap.errors import FaceswapError
 from faceswap.model.blocks import ConvAct, ResBlock, Upscale
 
@@ -244,20 +244,6 @@ WEIGHTS_NAME = "model.safetensors"
 TRAIN_PREFIX = "train/"  # checkpoint keys that are training state, not weights
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + fsync + rename: a kill leaves the old file or the new."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def weights_sha256(weights: dict[str, torch.Tensor]) -> str:
     """SHA-256 over names, dtypes, shapes and bytes of the weights, in name order."""
     h = hashlib.sha256()
@@ -299,7 +285,7 @@ def save_checkpoint(model_dir: Path, model: SwapModel, iteration: int, train_ten
         tensors[TRAIN_PREFIX + k] = v.detach().to("cpu").contiguous()
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "preset": model.preset.name,
             "iteration": str(iteration), "weights_sha256": digest, "train_state": json.dumps(train_meta or {})}
-    atomic_write(model_dir / WEIGHTS_NAME, save(tensors, metadata=meta))
+    atomic_write_bytes(model_dir / WEIGHTS_NAME, save(tensors, metadata=meta))
     return digest
 
 

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from faceswap import __version__
+from faceswap.atomic import atomic_write_bytes
 from faceswap.errors import FaceswapError
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -54,18 +54,6 @@ class SigningIdentity:
     chain: Path
     key: Path
     root: Path | None = None
-
-
-def _atomic_write(path: Path, data: bytes, private: bool = False) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.chmod(tmp, 0o600 if private else 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _make_chain(folder: Path) -> SigningIdentity:
@@ -111,10 +99,10 @@ def _make_chain(folder: Path) -> SigningIdentity:
 
     folder.mkdir(parents=True, exist_ok=True)
     ident = SigningIdentity(folder / "signer-chain.pem", folder / "signer.key", folder / "root.pem")
-    _atomic_write(folder / "root.key", key_pem(root_key), private=True)
-    _atomic_write(ident.root, pem(root))
-    _atomic_write(ident.key, key_pem(leaf_key), private=True)
-    _atomic_write(ident.chain, pem(leaf) + pem(root))  # written last: its presence means "complete"
+    atomic_write_bytes(folder / "root.key", key_pem(root_key), private=True)
+    atomic_write_bytes(ident.root, pem(root))
+    atomic_write_bytes(ident.key, key_pem(leaf_key), private=True)
+    atomic_write_bytes(ident.chain, pem(leaf) + pem(root))  # written last: its presence means "complete"
     return ident
 
 

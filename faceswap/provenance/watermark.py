@@ -326,9 +326,7 @@ def embed(frame: np.ndarray, mask: np.ndarray | None, bits: np.ndarray, key: byt
     y = canonical_luma(frame)
     cy0, cy1, cx0, cx1 = by0 * BLOCK, by1 * BLOCK, bx0 * BLOCK, bx1 * BLOCK
     coef, omega = _analyse(y[cy0:cy1, cx0:cx1])
-    # Mask cover of each canonical block (from the native pixels under the block box).
-    my0, my1 = int(cy0 * sy), min(h, int(np.ceil(cy1 * sy)))
-    mx0, mx1 = int(cx0 * sx), min(w, int(np.ceil(cx1 * sx)))
+    # Mask cover of each canonical block.
     mc = cv2.resize(mask, (wc, hc), interpolation=cv2.INTER_AREA)[cy0:cy1, cx0:cx1]
     wb = mc.reshape(by1 - by0, BLOCK, bx1 - bx0, BLOCK).mean((1, 3))  # (nby, nbx) mask cover
     # The decoder counts blocks well inside the face (cover >= COUNT_COVER) with weight omega; a

@@ -38,10 +38,11 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from faceswap import __version__
 from faceswap.device import pick_device
+from faceswap.atomic import atomic_write_bytes
 from faceswap.errors import FaceswapError
 from faceswap.faces.align import template_eye_mouth_mask, template_face_mask
 from faceswap.model.autoencoder import (
-    CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, Checkpoint, SwapModel, atomic_write, build_model,
+    CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, Checkpoint, SwapModel, build_model,
     count_parameters, forward_flops, get_preset, read_checkpoint, read_config, save_checkpoint,
 )
 from faceswap.train.augment import WARPS, AugmentConfig, Augmenter
@@ -229,7 +230,7 @@ def _write_png(path: Path, rgb: torch.Tensor) -> None:
 
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb.numpy(), cv2.COLOR_RGB2BGR))
     if ok:
-        atomic_write(path, buf.tobytes())
+        atomic_write_bytes(path, buf.tobytes())
 
 
 def _read_log(path: Path, upto: int) -> list[dict]:
@@ -252,7 +253,7 @@ def _write_log(path: Path, rows: list[dict]) -> None:
     w = csv.DictWriter(buf, LOG_COLUMNS, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
-    atomic_write(path, buf.getvalue().encode())
+    atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def _plot_losses(path: Path, rows: list[dict]) -> None:
@@ -277,7 +278,7 @@ def _plot_losses(path: Path, rows: list[dict]) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 class _StopSignal:
@@ -420,7 +421,7 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
         runs.append({"started": dt.datetime.now().isoformat(timespec="seconds"), "start_iteration": start, "train": train_json})
         config = {"format": FORMAT, "format_version": FORMAT_VERSION, "faceswap_version": __version__,
                   **model.describe(), "train": train_json, "runs": runs}
-        atomic_write(model_dir / CONFIG_NAME, json.dumps(config, indent=2).encode())
+        atomic_write_bytes(model_dir / CONFIG_NAME, json.dumps(config, indent=2).encode())
 
     console.print(f"[bold]{preset.name}[/] ({preset.description}): {params / 1e6:.1f} M parameters, "
                   f"{flops / 1e9:.2f} GFLOP per example forward (~{3 * flops / 1e9:.1f} per training example)")
