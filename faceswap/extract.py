@@ -231,7 +231,6 @@ class _Extractor:
         if reader.warning:
             self.summary.warnings.append(reader.warning)
         entry["complete"] = True
-        entry["frames_read"] = sum(1 for _ in entry["frames"])
         if progress:
             progress.update(task, total=reader.frames_read, completed=reader.frames_read)
         self._finish_source(path, entry)

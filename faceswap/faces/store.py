@@ -66,23 +66,44 @@ def write_face_png(path: str | os.PathLike, image: np.ndarray, meta: dict[str, A
     atomic_write_bytes(path, encode_face_png(image, meta))
 
 
-def read_png_meta(data: bytes) -> dict[str, Any] | None:
-    """The `faceswap` JSON of PNG bytes, or None when the PNG has none."""
+def png_text(data: bytes) -> dict[str, str]:
+    """tEXt / zTXt / iTXt chunks of PNG bytes as a dict (later chunks win)."""
     if data[:8] != b"\x89PNG\r\n\x1a\n":
-        return None
-    pos = 8
+        return {}
+    out, pos = {}, 8
     while pos + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        if kind == b"tEXt":
-            body = data[pos + 8 : pos + 8 + length]
-            key, _, value = body.partition(b"\0")
-            if key == PNG_KEYWORD:
-                try:
-                    return json.loads(value.decode("latin-1"))
-                except ValueError:
-                    return None
+        body = data[pos + 8 : pos + 8 + length]
         pos += 12 + length
-    return None
+        try:
+            if kind == b"tEXt":
+                k, _, v = body.partition(b"\0")
+                out[k.decode("latin-1")] = v.decode("latin-1")
+            elif kind == b"zTXt":
+                k, _, rest = body.partition(b"\0")
+                out[k.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
+            elif kind == b"iTXt":
+                k, _, rest = body.partition(b"\0")
+                compressed, rest = rest[0], rest[2:]
+                _lang, _, rest = rest.partition(b"\0")
+                _tkey, _, text = rest.partition(b"\0")
+                out[k.decode("latin-1")] = (zlib.decompress(text) if compressed else text).decode("utf-8", "replace")
+        except (zlib.error, IndexError, UnicodeDecodeError):
+            continue
+        if kind == b"IEND":
+            break
+    return out
+
+
+def read_png_meta(data: bytes) -> dict[str, Any] | None:
+    """The `faceswap` JSON of PNG bytes, or None when the PNG has none."""
+    text = png_text(data).get(PNG_KEYWORD.decode())
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def read_face_meta(path: str | os.PathLike) -> dict[str, Any] | None:

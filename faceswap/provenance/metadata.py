@@ -17,12 +17,12 @@ import datetime as dt
 import json
 import re
 import struct
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from faceswap import __version__
+from faceswap.faces.store import png_text
 
 TOOL = "faceswap"
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg"}
@@ -81,35 +81,6 @@ def parse_labels(tags: dict[str, str]) -> MetadataLabel:
         label.model_id = label.model_id or match.group("model")
         label.created = label.created or match.group("created")
     return label
-
-
-def png_text(data: bytes) -> dict[str, str]:
-    """tEXt / zTXt / iTXt chunks of PNG bytes as a dict (later chunks win)."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        return {}
-    out, pos = {}, 8
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        body = data[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-        try:
-            if kind == b"tEXt":
-                k, _, v = body.partition(b"\0")
-                out[k.decode("latin-1")] = v.decode("latin-1")
-            elif kind == b"zTXt":
-                k, _, rest = body.partition(b"\0")
-                out[k.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
-            elif kind == b"iTXt":
-                k, _, rest = body.partition(b"\0")
-                compressed, rest = rest[0], rest[2:]
-                _lang, _, rest = rest.partition(b"\0")
-                _tkey, _, text = rest.partition(b"\0")
-                out[k.decode("latin-1")] = (zlib.decompress(text) if compressed else text).decode("utf-8", "replace")
-        except (zlib.error, IndexError, UnicodeDecodeError):
-            continue
-        if kind == b"IEND":
-            break
-    return out
 
 
 def jpeg_comments(data: bytes) -> dict[str, str]:
