@@ -266,3 +266,169 @@ def inspect(files, as_json, max_frames, no_watermark, trust):
 
 
 # --- detect ---
+class _DetectGroup(click.Group):
+    """`faceswap detect INPUT...` scores; `train` and `eval` are subcommands. Click cannot mix a
+    variadic argument with subcommands, so a first token that is no subcommand name (an input, or an
+    option of the scoring command) is routed to the hidden `score` command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--debug"):
+            args = ["score", *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage("faceswap detect", "INPUT... -d DETDIR [-m MODELDIR] [--json] [--fpr F] [options]")
+        formatter.write_usage("faceswap detect train", "--real INPUT [--real ...] -o DETDIR [-m MODELDIR] [--fake INPUT ...]", "   or: ")
+        formatter.write_usage("faceswap detect eval", "--real INPUT ... --fake INPUT ... -d DETDIR -o REPORTDIR [-m MODELDIR]", "   or: ")
+
+
+def _detect_errors(fn):
+    """detect's exit codes follow `inspect`: a `FaceswapError` is one `Error:` line and exit 2."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except FaceswapError as exc:
+            if click.get_current_context().meta.get("faceswap.debug"):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+    return wrapper
+
+
+def _face_source_options(f):
+    """Options shared by the three detect commands: how faces are found in the inputs."""
+    for opt in reversed([
+        click.option("--every", default=1, show_default=True, type=click.IntRange(min=1), help="Use every Nth frame of videos."),
+        click.option("--max-frames", default=None, type=click.IntRange(min=1), help="Read at most N frames of each video."),
+        click.option("--aligned", is_flag=True, help="Take images without faceswap metadata as aligned face crops too."),
+        click.option("--detect-size", default=256, show_default=True, type=click.IntRange(min=48), help="Face detection size (see extract)."),
+        click.option("--min-face", default=40, show_default=True, type=click.IntRange(min=1), help="Ignore smaller faces (px)."),
+        click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Frames per batch."),
+        click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@main.group(cls=_DetectGroup)
+@debug_option
+def detect():
+    """Detect face swaps in videos, images and face folders, and train / evaluate the detector.
+
+    \b
+    faceswap detect INPUT...      score faces; a verdict per video/image (exit 0: something
+                                  flagged or watermarked, 1: nothing flagged, 2: errors)
+    faceswap detect train ...     fit a detector on real faces (+ a swap model or known swaps)
+    faceswap detect eval ...      ROC-AUC, EER, TPR@1%FPR of a detector on real vs fake inputs
+
+    INPUT may mix videos, images and face folders (from extract). Run `faceswap detect score -h`
+    for the scoring options. A file named like a subcommand (train, eval) needs a path: ./train.
+    """
+
+
+@detect.command("score")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-d", "--detector-dir", type=click.Path(path_type=Path), default=None, help="Detector dir (from faceswap detect train).")
+@click.option("-m", "--model-dir", type=click.Path(path_type=Path), default=None,
+              help="The swap model the detector was calibrated with (needed when it uses S1).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON report on stdout (per face and per source).")
+@click.option("--fpr", "--threshold-fpr", "fpr", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Flag at this false-positive rate per real face [default: the detector's calibrated one].")
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Report the mean of each source's k highest logits.")
+@click.option("--no-watermark", is_flag=True, help="Skip the provenance watermark check.")
+@_face_source_options
+@debug_option
+@_detect_errors
+def detect_score(inputs, detector_dir, model_dir, as_json, fpr, top_k, no_watermark, every, max_frames, aligned, detect_size, min_face,
+                 batch_size, device, quiet):
+    """Score the faces of videos, images and face folders; print a verdict per video/image."""
+    import json
+
+    from rich.console import Console
+
+    from faceswap.detect import DetectConfig, print_report, run_detect
+    from faceswap.faces.detect import DetectorConfig
+
+    if detector_dir is None:
+        raise FaceswapError("no detector: pass -d DETDIR (make one with `faceswap detect train --real VIDEO_OR_FACES -o DETDIR "
+                            "[-m MODELDIR]`)")
+    report = run_detect(DetectConfig(inputs=list(inputs), detector_dir=detector_dir, model_dir=model_dir, fpr=fpr, top_k=top_k,
+                                     watermark=not no_watermark, every=every, max_frames=max_frames, batch_size=batch_size,
+                                     aligned=aligned, device=device, detector=DetectorConfig(detect_size=detect_size, min_face=min_face)),
+                        show_progress=not quiet and not as_json)
+    for warning in report.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        print_report(report, Console())
+    for error in report.errors:
+        click.echo(f"Error: {error}", err=True)
+    sys.exit(0 if report.flagged else 2 if report.errors else 1)
+
+
+@detect.command("train")
+@click.option("--real", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="Real faces: videos, images or face folders (repeatable). Split per source by time.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Detector dir to write.")
+@click.option("-m", "--model-dir", type=click.Path(path_type=Path), default=None,
+              help="Swap model to detect (adds S1; without --fake, its own swaps of held-out faces fit the fusion).")
+@click.option("--fake", multiple=True, type=click.Path(path_type=Path), help="Known swaps to fit the fusion (repeatable).")
+@click.option("--holdout", default=0.3, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Last fraction of each real source held out: half fits the fusion, half calibrates the threshold.")
+@click.option("--fpr", default=0.01, show_default=True, type=click.FloatRange(0, 0.5, min_open=True), help="False-positive rate per real face.")
+@click.option("--size", default=128, show_default=True, type=click.IntRange(min=32), help="Face crop side the detector scores (multiple of 16).")
+@click.option("--iterations", default=1500, show_default=True, type=click.IntRange(min=1), help="Training iterations of the one-class autoencoder.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace a detector already in OUTPUT.")
+@_face_source_options
+@debug_option
+@_detect_errors
+def detect_train(real, output, model_dir, fake, holdout, fpr, size, iterations, seed, overwrite, every, max_frames, aligned, detect_size,
+                 min_face, batch_size, device, quiet):
+    """Fit a detector: S2 and S3 on real faces, the fusion on held-out real faces and known swaps."""
+    from faceswap.detect import DetectTrainConfig, run_detect_train
+    from faceswap.detect.oneclass import OneClassConfig
+    from faceswap.faces.detect import DetectorConfig
+
+    summary = run_detect_train(DetectTrainConfig(
+        real=list(real), output=output, model_dir=model_dir, fake=list(fake), holdout=holdout, fpr=fpr, size=size,
+        oneclass=OneClassConfig(iterations=iterations, seed=seed), every=every, max_frames=max_frames, batch_size=batch_size,
+        aligned=aligned, device=device, overwrite=overwrite, detector=DetectorConfig(detect_size=detect_size, min_face=min_face)),
+        show_progress=not quiet)
+    for warning in summary.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(f"Done: {summary.line()} -> {output}")
+
+
+@detect.command("eval")
+@click.option("--real", multiple=True, required=True, type=click.Path(path_type=Path), help="Real inputs (repeatable).")
+@click.option("--fake", multiple=True, required=True, type=click.Path(path_type=Path), help="Swapped inputs (repeatable).")
+@click.option("-d", "--detector-dir", required=True, type=click.Path(path_type=Path), help="Detector dir (from faceswap detect train).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Report folder: eval.json, roc.png, histograms.png.")
+@click.option("-m", "--model-dir", type=click.Path(path_type=Path), default=None, help="The detector's swap model (when it uses S1).")
+@click.option("--target-fpr", default=0.01, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Report the TPR at this false-positive rate.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier report in OUTPUT.")
+@_face_source_options
+@debug_option
+@_detect_errors
+def detect_eval(real, fake, detector_dir, output, model_dir, target_fpr, as_json, overwrite, every, max_frames, aligned, detect_size,
+                min_face, batch_size, device, quiet):
+    """ROC-AUC, EER and TPR at a fixed FPR of a detector, per face and per video; ROC and histogram PNGs."""
+    import json
+
+    from faceswap.detect import EvalConfig, run_eval
+    from faceswap.faces.detect import DetectorConfig
+
+    report = run_eval(EvalConfig(real=list(real), fake=list(fake), detector_dir=detector_dir, output=output, model_dir=model_dir,
+                                 target_fpr=target_fpr, every=every, max_frames=max_frames, batch_size=batch_size, aligned=aligned,
+                                 device=device, overwrite=overwrite, detector=DetectorConfig(detect_size=detect_size, min_face=min_face)),
+                      show_progress=not quiet and not as_json)
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else f"Done: {report.line()} -> {output}")
+

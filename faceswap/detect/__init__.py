@@ -1,0 +1,24 @@
+"""Swap detection (issue #6): signals, fusion, calibration, metrics and the `faceswap detect` runs.
+
+    consistency.py  S1: self-consistency under a swap model (made by this model?)
+    oneclass.py     S2: one-class autoencoder of real faces' high-pass residual (unlike real faces?)
+    spectral.py     S3: azimuthally averaged power spectrum against real faces'
+    fusion.py       z-scores -> logistic regression (or an unsupervised rule) -> calibrated threshold
+    detector.py     Detector: the signals + fusion, saved as one safetensors file
+    faces.py        faces from videos, images and face folders, aligned like extract
+    fakes.py        known swaps made by the swap model itself (for the fusion)
+    run.py          `faceswap detect INPUT...`
+    train.py        `faceswap detect train`
+    evaluate.py     `faceswap detect eval`
+    metrics.py      ROC, AUC, EER, TPR@FPR and plots
+"""
+
+from faceswap.detect.detector import Detector
+from faceswap.detect.evaluate import EvalConfig, EvalReport, run_eval
+from faceswap.detect.faces import FaceBatch, FaceSourceConfig, iter_faces
+from faceswap.detect.fusion import Fusion
+from faceswap.detect.run import DetectConfig, DetectReport, print_report, run_detect
+from faceswap.detect.train import DetectTrainConfig, DetectTrainSummary, run_detect_train
+
+__all__ = ["DetectConfig", "DetectReport", "DetectTrainConfig", "DetectTrainSummary", "Detector", "EvalConfig", "EvalReport",
+           "FaceBatch", "FaceSourceConfig", "Fusion", "iter_faces", "print_report", "run_detect", "run_detect_train", "run_eval"]

@@ -1,0 +1,129 @@
+"""Fusion of the detector's signals into one logit, and its calibration to a false-positive rate.
+
+1. Every signal is z-scored with the mean and std of real faces (the fit set).
+2. logit = weight . z + bias. With examples of fakes, weight and bias come from an L2-regularised,
+   class-balanced logistic regression (torch LBFGS). Without fakes (`supervised = False`) the
+   documented unsupervised rule is used: logit = mean_k(ANOMALY_SIGN[k] * z_k), each z-score
+   counted in the direction that means "less like real faces / more like this model's output".
+3. `calibrate` sets `threshold` to the (1 - fpr) quantile of the logits of *other* held-out real
+   faces (never the test split), and keeps those logits so another FPR can be asked for later.
+   A face is flagged when its logit > threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from faceswap.errors import FaceswapError
+
+# Direction in which each signal says "fake" (see the signal modules for the scores themselves).
+ANOMALY_SIGN = {
+    "s1_err_a": -1.0, "s1_err_b": -1.0,  # a decoder's own output reconstructs suspiciously well
+    "s1_gap_a": -1.0, "s1_gap_b": -1.0,  # ... and sits near that decoder's fixed point
+    "s2_oneclass": 1.0,  # high-pass residual unlike real faces
+    "s3_spec": 1.0,  # spectrum far from real faces'
+    "s3_hf": -1.0,  # less high-frequency energy than real faces (upsampled decoder output)
+}
+
+
+def _stack(signals: dict[str, torch.Tensor], names: list[str]) -> torch.Tensor:
+    missing = [n for n in names if n not in signals]
+    if missing:
+        raise FaceswapError(f"signals {missing} are missing (the detector was fitted with {names})")
+    return torch.stack([torch.as_tensor(signals[n], dtype=torch.float64).reshape(-1) for n in names], 1)
+
+
+@dataclass
+class Fusion:
+    """z-score -> linear logit -> threshold. Vectors are lists (JSON-ready), in `names` order."""
+
+    names: list[str]
+    mean: list[float]
+    std: list[float]
+    weight: list[float]
+    bias: float = 0.0
+    supervised: bool = False
+    threshold: float = math.inf
+    fpr: float = 0.01
+    calibration: list[float] = field(default_factory=list)  # sorted held-out real logits
+
+    def z(self, signals: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`{name: (B,)}` -> `(B, K)` z-scores."""
+        x = _stack(signals, self.names)
+        return (x - torch.tensor(self.mean, dtype=torch.float64)) / torch.tensor(self.std, dtype=torch.float64)
+
+    def logit(self, signals: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`{name: (B,)}` -> `(B,)` float64 logits (higher = more likely swapped)."""
+        return self.z(signals) @ torch.tensor(self.weight, dtype=torch.float64) + self.bias
+
+    @classmethod
+    def fit(cls, real_signals: dict[str, torch.Tensor], fake_signals: dict[str, torch.Tensor] | None = None,
+            names: list[str] | None = None, l2: float = 1e-2) -> "Fusion":
+        """z-score statistics from `real_signals`; logistic regression against `fake_signals` when given,
+        else the unsupervised rule (see module docs)."""
+        names = list(names or real_signals)
+        x = _stack(real_signals, names)
+        if len(x) < 2:
+            raise FaceswapError(f"fusion needs at least 2 real faces to fit, got {len(x)}")
+        mean, std = x.mean(0), x.std(0).clamp_min(1e-8)
+        if not fake_signals:
+            unknown = [n for n in names if n not in ANOMALY_SIGN]
+            if unknown:
+                raise FaceswapError(f"no direction known for signals {unknown}: give fakes to fit the fusion")
+            w = [ANOMALY_SIGN[n] / len(names) for n in names]
+            return cls(names, mean.tolist(), std.tolist(), w, 0.0, supervised=False)
+        xf = _stack(fake_signals, names)
+        if len(xf) < 2:
+            raise FaceswapError(f"fusion needs at least 2 fake faces to fit, got {len(xf)}")
+        z = (torch.cat([x, xf]) - mean) / std
+        y = torch.cat([torch.zeros(len(x)), torch.ones(len(xf))]).double()
+        # Class-balanced: real and fake each weigh one half, whatever their counts.
+        sample_w = torch.where(y > 0, 0.5 / len(xf), 0.5 / len(x)).double()
+        params = torch.zeros(len(names) + 1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([params], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            logits = z @ params[:-1] + params[-1]
+            loss = (sample_w * torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")).sum()
+            loss = loss + 0.5 * l2 * params[:-1].square().sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        p = params.detach()
+        return cls(names, mean.tolist(), std.tolist(), p[:-1].tolist(), float(p[-1]), supervised=True)
+
+    def calibrate(self, real_signals: dict[str, torch.Tensor], fpr: float = 0.01) -> float:
+        """Threshold = the (1 - fpr) quantile of held-out real faces' logits. Returns it."""
+        if not 0 < fpr < 1:
+            raise FaceswapError(f"false-positive rate {fpr} must be between 0 and 1")
+        logits = self.logit(real_signals)
+        if len(logits) < 2:
+            raise FaceswapError(f"calibration needs at least 2 held-out real faces, got {len(logits)}")
+        self.calibration = sorted(logits.tolist())
+        self.fpr = fpr
+        self.threshold = self.threshold_for(fpr)
+        return self.threshold
+
+    def threshold_for(self, fpr: float) -> float:
+        """The threshold that flags at most a fraction `fpr` of the calibration faces: the
+        ceil((1 - fpr) * n)-th smallest calibration logit (flagging is strict: logit > threshold)."""
+        if not self.calibration:
+            raise FaceswapError("the fusion is not calibrated")
+        if not 0 < fpr < 1:
+            raise FaceswapError(f"false-positive rate {fpr} must be between 0 and 1")
+        n = len(self.calibration)
+        k = min(n, max(1, math.ceil((1.0 - fpr) * n - 1e-9)))
+        return float(self.calibration[k - 1])
+
+    def to_json(self) -> dict:
+        return {"names": self.names, "mean": self.mean, "std": self.std, "weight": self.weight, "bias": self.bias,
+                "supervised": self.supervised, "threshold": self.threshold, "fpr": self.fpr, "calibration": self.calibration}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Fusion":
+        return cls(**{k: d[k] for k in ("names", "mean", "std", "weight", "bias", "supervised", "threshold", "fpr", "calibration")})

@@ -1,0 +1,140 @@
+"""S2, one-class: a small autoencoder of real faces' high-pass residual. Tells "unlike real faces".
+
+    x (B, 3, S, S) -> resize to `size` -> r = GAIN * (x - gaussian_blur(x, sigma))      residual
+    r -> 4 stride-2 convs -> 1x1 bottleneck (`code` channels at size/16) -> 4 (conv + bilinear x2) -> conv -> r'
+    s2_oneclass = mean of (r - r')^2 inside the eroded template face mask                 (B,)
+
+It is trained on real faces only, with augmentations a real face may meet on its way to us (JPEG at
+random quality, a little blur, sensor noise, colour jitter, mirror), so codec traces count as
+"real". The residual carries the fine texture (skin, lashes, sensor and codec noise) where decoder
+upsampling and pasting leave their traces, not the identity or the light.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import kornia
+import kornia.augmentation as K
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faceswap.detect.consistency import inner_face_mask
+
+GAIN = 8.0  # residuals are a few percent of the signal; scaled to O(1) for the network
+
+
+@dataclass
+class OneClassConfig:
+    """The S2 autoencoder and its training run. `minutes` (if set) stops training early."""
+
+    size: int = 96  # px the faces are resized to (a multiple of 16)
+    width: int = 24  # channels of the first conv; doubles per level, capped at 4x
+    code: int = 8  # bottleneck channels at size / 16
+    sigma: float = 1.0  # Gaussian blur of the high-pass split, px at `size`
+    iterations: int = 1500
+    batch_size: int = 32
+    lr: float = 2e-3
+    minutes: float | None = None
+    seed: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class OneClassAE(nn.Module):
+    """`(B, 3, S, S)` residual -> `(B, 3, S, S)` reconstruction (S a multiple of 16, linear output)."""
+
+    def __init__(self, cfg: OneClassConfig):
+        super().__init__()
+        self.cfg = cfg
+        w = [cfg.width, 2 * cfg.width, 4 * cfg.width, 4 * cfg.width]
+        act = lambda: nn.LeakyReLU(0.1, inplace=True)  # noqa: E731
+        down, chans = [], [3, *w]
+        for a, b in zip(chans, chans[1:]):
+            down += [nn.Conv2d(a, b, 3, stride=2, padding=1), act()]
+        # Decoder convs run before each upsampling, at the lower resolution: 7x cheaper than after.
+        up, rchans = [], [cfg.code, *w[::-1][1:], cfg.width // 2]
+        for a, b in zip(rchans, rchans[1:]):
+            up += [nn.Conv2d(a, b, 3, padding=1), act(), nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)]
+        self.encoder = nn.Sequential(*down, nn.Conv2d(w[-1], cfg.code, 1))
+        self.decoder = nn.Sequential(*up, nn.Conv2d(cfg.width // 2, 3, 3, padding=1))
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(r))
+
+
+def _prepare(faces: torch.Tensor, size: int) -> torch.Tensor:
+    x = faces.float().div(255) if faces.dtype == torch.uint8 else faces.float()
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x
+
+
+def residual(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """High-pass residual `GAIN * (x - gaussian_blur(x))`, same shape."""
+    k = 2 * int(3 * sigma + 0.5) + 1
+    return GAIN * (x - kornia.filters.gaussian_blur2d(x, (k, k), (sigma, sigma), border_type="reflect"))
+
+
+def augmenter(seed: int) -> nn.Module:
+    """What a real face may have been through: JPEG, blur, noise, colour, mirror."""
+    torch.manual_seed(seed)  # kornia augmentations draw from the global generator
+    return K.AugmentationSequential(
+        K.RandomHorizontalFlip(),
+        K.ColorJitter(0.1, 0.1, 0.1, 0.02, p=0.5),
+        K.RandomGaussianBlur((5, 5), (0.3, 1.0), p=0.25),
+        K.RandomJPEG(jpeg_quality=(40.0, 95.0), p=0.5),
+        K.RandomGaussianNoise(std=0.01, p=0.25),
+    )
+
+
+def train_oneclass(faces: torch.Tensor, config: OneClassConfig = OneClassConfig(),
+                   progress: Callable[[int, int, float], None] | None = None) -> OneClassAE:
+    """Train the S2 autoencoder on real faces `(N, 3, S, S)` uint8. Returns it in eval mode (CPU).
+
+    `progress(iteration, total, loss)` is called every few iterations.
+    """
+    if config.size % 16:
+        raise ValueError(f"one-class size {config.size} must be a multiple of 16")
+    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    ae = OneClassAE(config)
+    aug = augmenter(config.seed)
+    data = _prepare(faces, config.size)  # float copy: (N, 3, s, s), s <= 128 keeps it small
+    opt = torch.optim.Adam(ae.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.iterations, pct_start=0.1)
+    t0, loss_avg = time.monotonic(), None
+    for it in range(1, config.iterations + 1):
+        idx = torch.randint(len(data), (config.batch_size,), generator=gen)
+        with torch.no_grad():
+            r = residual(aug(data[idx]).clamp(0, 1), config.sigma)
+        loss = F.mse_loss(ae(r), r)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
+        if progress and (it % 10 == 0 or it == config.iterations):
+            progress(it, config.iterations, loss_avg)
+        if config.minutes is not None and time.monotonic() - t0 > 60 * config.minutes:
+            break
+    return ae.eval()
+
+
+@torch.no_grad()
+def oneclass_score(ae: OneClassAE, faces: torch.Tensor, coverage: str = "face") -> torch.Tensor:
+    """s2_oneclass `(B,)`: mean squared residual reconstruction error inside the eroded face mask.
+
+    faces: `(B, 3, S', S')` uint8 or float in [0, 1], any S' (resized to the AE's size).
+    """
+    ae.eval()
+    dev = next(ae.parameters()).device
+    x = _prepare(faces.to(dev), ae.cfg.size)
+    r = residual(x, ae.cfg.sigma)
+    err = (ae(r) - r).square().mean(1, keepdim=True)
+    m = inner_face_mask(ae.cfg.size, coverage, dev)
+    return (err * m).sum((1, 2, 3)) / m.sum()
