@@ -397,7 +397,7 @@ def detect_train(real, output, model_dir, fake, holdout, fpr, size, iterations, 
 
     summary = run_detect_train(DetectTrainConfig(
         real=list(real), output=output, model_dir=model_dir, fake=list(fake), holdout=holdout, fpr=fpr, size=size,
-        oneclass=OneClassConfig(iterations=iterations, seed=seed), every=every, max_frames=max_frames, batch_size=batch_size,
+        oneclass=OneClassConfig(size=min(OneClassConfig.size, size), iterations=iterations, seed=seed), every=every, max_frames=max_frames, batch_size=batch_size,
         aligned=aligned, device=device, overwrite=overwrite, detector=DetectorConfig(detect_size=detect_size, min_face=min_face)),
         show_progress=not quiet)
     for warning in summary.warnings:

@@ -296,3 +296,46 @@ def test_no_faces_anywhere_is_an_error(data, detdir, tmp_path):
     other_coverage = _write_faces(tmp_path / "tight", data["faces"]["a2"][:2], "t.mp4", coverage="tight")
     code, _, err = run("detect", other_coverage, "-d", detdir, "-m", data["model_dir"])
     assert code == 2 and "coverage 'tight'" in err
+
+
+@pytest.fixture(scope="module")
+def head_clips(tmp_path_factory):
+    """Two 8-frame close-up clips of a rendered talking head (face ~70 % of the frame height):
+    plain, and with the provenance watermark in the face, as convert leaves it. H.264 CRF 18."""
+    import cv2
+
+    from faceswap.provenance import payload_bits
+    from faceswap.provenance.watermark import embed, face_region_masks
+    from faceswap.faces.align import alignment_matrices, template_face_mask
+    from faceswap.synthetic import render_clip
+    from faceswap.video import VideoWriter
+
+    frames, lms = zip(*render_clip(IDENTITY_A, 8, (360, 480), seed=4, fps=8.0))
+    lms = np.stack(lms).astype(np.float64)
+    cx, cy = lms[0].mean(0)
+    x0, y0 = int(np.clip(cx - 144, 0, 480 - 288)), int(np.clip(cy - 98, 0, 360 - 216))
+    frames = [cv2.resize(f[y0 : y0 + 216, x0 : x0 + 288], (480, 360), interpolation=cv2.INTER_CUBIC) for f in frames]
+    lms = (lms - [x0, y0] + 0.5) * (480 / 288) - 0.5
+    d = tmp_path_factory.mktemp("clips")
+    bits = payload_bits("ab" * 32)
+    for name, mark in (("plain.mp4", False), ("marked.mp4", True)):
+        with VideoWriter(d / name, 480, 360, 8.0, crf=18) as writer:
+            for frame, lm in zip(frames, lms):
+                if mark:
+                    region = face_region_masks(template_face_mask(64)[None].numpy(), alignment_matrices(lm[None], 64), (360, 480))
+                    frame = embed(frame, region, bits)
+                writer.write(frame[None])
+    return d / "plain.mp4", d / "marked.mp4"
+
+
+def test_videos_are_detected_aligned_and_watermark_checked(data, detdir, head_clips):
+    plain, marked = head_clips
+    code, out, err = run("detect", plain, marked, "-d", detdir, "-m", data["model_dir"], "--json", "--device", "cpu")
+    assert code == 0, err  # the watermark alone flags the marked clip
+    verdict = {s["source"]: s for s in json.loads(out)["sources"]}
+    assert verdict[str(marked)]["verdict"] == "synthetic (watermark)" and verdict[str(marked)]["flagged"]
+    assert verdict[str(marked)]["watermark"]["found"] and verdict[str(marked)]["faces"] == 8
+    assert not verdict[str(plain)]["watermark"]["found"] and verdict[str(plain)]["faces"] == 8
+    assert verdict[str(plain)]["verdict"] != "synthetic (watermark)"
+    rows = json.loads(out)["faces"]
+    assert sorted(r["frame"] for r in rows if r["source"] == str(plain)) == list(range(8))

@@ -32,8 +32,8 @@ class FaceBatch:
     """faces `(B, 3, S, S)` uint8 RGB; per face its source (video/image path or PNG metadata) and frame index."""
 
     faces: torch.Tensor
-    sources: list[str]
-    frames: list[int]
+    source: list[str]
+    frame: list[int]
 
 
 @dataclass
@@ -110,7 +110,7 @@ def _read_face(path: Path, cfg: FaceSourceConfig, warnings: list[str]) -> tuple[
         raise FaceswapError(f"{path} was cut with coverage {cov!r}; the detector uses {cfg.coverage!r} "
                             f"(extract with --coverage {cfg.coverage}, or give the video)")
     if h != cfg.size:
-        if h < cfg.size and not any(w.startswith(f"faces in {path.parent}") for w in warnings):
+        if h < cfg.size and not any(msg.startswith(f"faces in {path.parent}") for msg in warnings):
             warnings.append(f"faces in {path.parent} are {h} px, smaller than the detector's {cfg.size} px: "
                             "upscaled, which looks like missing detail (scores unreliable)")
         rgb = cv2.resize(rgb, (cfg.size, cfg.size), interpolation=cv2.INTER_AREA if h > cfg.size else cv2.INTER_CUBIC)

@@ -106,7 +106,7 @@ def train_oneclass(faces: torch.Tensor, config: OneClassConfig = OneClassConfig(
     aug = augmenter(config.seed)
     data = _prepare(faces, config.size)  # float copy: (N, 3, s, s), s <= 128 keeps it small
     opt = torch.optim.Adam(ae.parameters(), lr=config.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=config.iterations, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.iterations)
     t0, loss_avg = time.monotonic(), None
     for it in range(1, config.iterations + 1):
         idx = torch.randint(len(data), (config.batch_size,), generator=gen)

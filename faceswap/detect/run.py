@@ -85,7 +85,7 @@ def scored(det: Detector, batches: Iterator[FaceBatch], fpr: float | None = None
     """One row per face: source, frame, every signal, logit, flagged."""
     for batch in batches:
         out = det.score(batch.faces, fpr)
-        for i, (src, frame) in enumerate(zip(batch.sources, batch.frames)):
+        for i, (src, frame) in enumerate(zip(batch.source, batch.frame)):
             row = {"source": src, "frame": frame}
             row.update({k: (bool(v[i]) if k == "flagged" else round(float(v[i]), 6)) for k, v in out.items()})
             yield row
@@ -128,6 +128,11 @@ def run_detect(config: DetectConfig, console: Console | None = None, show_progre
         raise FaceswapError(f"--top-k {config.top_k}: use 1 or more")
     det = Detector.load(config.detector_dir, config.model_dir, pick_device(config.device))
     threshold = det.threshold(config.fpr)
+    warnings: list[str] = []
+    n_cal = len(det.fusion.calibration)
+    if config.fpr is not None and config.fpr * n_cal < 1:
+        warnings.append(f"the detector was calibrated on {n_cal} real faces: an FPR of {config.fpr:g} is below its resolution "
+                        f"(1/{n_cal}); flagging above the largest calibration logit")
     decoders: dict[str, WatermarkDecoder] = {}
     seen: list[str] = []  # sources with frames, in order (videos/images without faces still get a verdict)
 
@@ -139,7 +144,6 @@ def run_detect(config: DetectConfig, console: Console | None = None, show_progre
             decoders[source].update(frame, landmarks)
 
     errors: list[str] = []
-    warnings: list[str] = []
     progress = progress_bar(console, show_progress)
     with progress or nullcontext():
         batches = iter_faces(config.inputs, source_config(det, config), on_frame, errors, warnings, progress)
@@ -178,7 +182,7 @@ def faces_by_source(batches: Iterator[FaceBatch]) -> dict[str, tuple[torch.Tenso
     acc: dict[str, list[tuple[int, int, torch.Tensor]]] = {}
     n = 0
     for b in batches:
-        for face, src, frame in zip(b.faces, b.sources, b.frames):
+        for face, src, frame in zip(b.faces, b.source, b.frame):
             acc.setdefault(src, []).append((frame, n, face))
             n += 1
     out = {}

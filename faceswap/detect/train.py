@@ -124,6 +124,8 @@ def run_detect_train(config: DetectTrainConfig, console: Console | None = None, 
         raise FaceswapError(f"--fpr {cfg.fpr} must be between 0 and 0.5")
     if cfg.size % 16 or cfg.size < 32:
         raise FaceswapError(f"--size {cfg.size} must be a multiple of 16, at least 32")
+    if cfg.oneclass.size % 16 or cfg.oneclass.size > cfg.size:
+        raise FaceswapError(f"one-class size {cfg.oneclass.size} must be a multiple of 16, at most --size {cfg.size}")
     if (Path(cfg.output) / WEIGHTS_NAME).exists() and not cfg.overwrite:
         raise FaceswapError(f"{cfg.output} already holds a detector; use --overwrite to replace it, or another -o")
     if Path(cfg.output).exists() and not Path(cfg.output).is_dir():
@@ -138,20 +140,18 @@ def run_detect_train(config: DetectTrainConfig, console: Console | None = None, 
     with progress or nullcontext():
         real = faces_by_source(iter_faces(cfg.real, src_cfg, warnings=warnings, progress=progress))
         fake = faces_by_source(iter_faces(cfg.fake, src_cfg, warnings=warnings, progress=progress)) if cfg.fake else {}
-    if not real:
-        raise FaceswapError("no faces found in the --real inputs " + ", ".join(str(p) for p in cfg.real))
-    if cfg.fake and not fake:
-        raise FaceswapError("no faces found in the --fake inputs " + ", ".join(str(p) for p in cfg.fake))
-    train, fit, calib = split_by_time(real, (cfg.holdout / 2, cfg.holdout / 2))
-    if len(train) < MIN_TRAIN_FACES or len(fit) < 2 or len(calib) < 2:
-        raise FaceswapError(f"too few real faces: {len(train)} to train, {len(fit)} to fit, {len(calib)} to calibrate "
-                            f"(need {MIN_TRAIN_FACES}, 2 and 2; give more frames or a larger --holdout)")
-    if len(calib) < 1 / cfg.fpr:
-        warnings.append(f"only {len(calib)} held-out real faces calibrate the {cfg.fpr:.1%} FPR threshold: it is coarse "
-                        f"(give at least {int(2 / cfg.fpr / cfg.holdout)} real faces)")
-
-    # S2 and S3 learn what real faces look like.
-    with progress or nullcontext():
+        if not real:
+            raise FaceswapError("no faces found in the --real inputs " + ", ".join(str(p) for p in cfg.real))
+        if cfg.fake and not fake:
+            raise FaceswapError("no faces found in the --fake inputs " + ", ".join(str(p) for p in cfg.fake))
+        train, fit, calib = split_by_time(real, (cfg.holdout / 2, cfg.holdout / 2))
+        if len(train) < MIN_TRAIN_FACES or len(fit) < 2 or len(calib) < 2:
+            raise FaceswapError(f"too few real faces: {len(train)} to train, {len(fit)} to fit, {len(calib)} to calibrate "
+                                f"(need {MIN_TRAIN_FACES}, 2 and 2; give more frames or a larger --holdout)")
+        if len(calib) < 1 / cfg.fpr:
+            warnings.append(f"only {len(calib)} held-out real faces calibrate the {cfg.fpr:.1%} FPR threshold: it is coarse "
+                            f"(give at least {int(2 / cfg.fpr / cfg.holdout)} real faces)")
+        # S2 and S3 learn what real faces look like.
         task = progress.add_task("one-class autoencoder", total=cfg.oneclass.iterations) if progress else None
         report = (lambda it, total, loss: progress.update(task, completed=it, description=f"one-class AE (loss {loss:.4f})")) if progress else None
         ae = train_oneclass(train, cfg.oneclass, report).to(device)
