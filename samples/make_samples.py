@@ -37,6 +37,7 @@ def make(path: Path, identity_name: str, seed: int, tone_hz: float, frames: int,
 
 
 def main(out_dir: Path = HERE, seconds: float = SECONDS) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
     for name, (identity, seed, tone) in CLIPS.items():
         make(out_dir / name, identity, seed, tone, int(seconds * FPS))
         print(f"wrote {out_dir / name} ({(out_dir / name).stat().st_size / 1024:.0f} KiB)")
