@@ -382,7 +382,7 @@ def detect_score(inputs, detector_dir, model_dir, as_json, fpr, top_k, no_waterm
               help="Last fraction of each real source held out: half fits the fusion, half calibrates the threshold.")
 @click.option("--fpr", default=0.01, show_default=True, type=click.FloatRange(0, 0.5, min_open=True), help="False-positive rate per real face.")
 @click.option("--size", default=128, show_default=True, type=click.IntRange(min=32), help="Face crop side the detector scores (multiple of 16).")
-@click.option("--iterations", default=1500, show_default=True, type=click.IntRange(min=1), help="Training iterations of the one-class autoencoder.")
+@click.option("--iterations", default=600, show_default=True, type=click.IntRange(min=1), help="Training iterations of the one-class autoencoder.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a detector already in OUTPUT.")
 @_face_source_options

@@ -10,6 +10,11 @@ again changes it *suspiciously little*. Per face x (at the model's size) and dec
 err(u, v) = mean over the levels of a 3-level Laplacian pyramid of |u - v| + (1 - SSIM(u, v)),
 each a weighted mean inside the eroded template face mask (the region convert pastes, minus its
 feathered edge, so the untouched background does not dilute the score).
+
+Precision: bf16 autocast (what `resolve_precision("auto")` picks on this CPU, as convert does) was
+measured against fp32 on 96 held-out real faces of clip A and 96 `lite` swaps of them, single
+thread: 14.2 vs 19.6 ms per face, every S1 score correlated > 0.9999 with its fp32 value (median
+relative difference <= 0.4 %), per-signal ROC-AUCs equal to 3 decimals.
 """
 
 from __future__ import annotations

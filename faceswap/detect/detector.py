@@ -42,12 +42,15 @@ class Detector:
     `coverage` (other sizes are resized)."""
 
     def __init__(self, size: int, coverage: str, oneclass: OneClassAE, spectral: SpectralReference, fusion: Fusion | None = None,
-                 model=None, model_id: str | None = None, training: dict | None = None, precision: str = "fp32"):
+                 model=None, model_id: str | None = None, training: dict | None = None, precision: str = "auto"):
+        from faceswap.convert.swap import resolve_precision
+
         self.size, self.coverage = size, coverage
         self.oneclass, self.spectral, self.fusion = oneclass.eval(), spectral, fusion
         self.model, self.model_id = model, model_id
         self.training = training or {}
-        self.precision = precision  # S1's model arithmetic (see consistency_signals)
+        # S1's model arithmetic, chosen like convert's (bf16 where the hardware has it; see consistency.py).
+        self.precision = resolve_precision(precision, next(model.parameters()).device) if model is not None else "fp32"
 
     @property
     def device(self) -> torch.device:
@@ -112,7 +115,7 @@ class Detector:
 
     @classmethod
     def load(cls, detdir: str | Path, model_dir: str | Path | None = None, device: str | torch.device = "cpu",
-             precision: str = "fp32") -> "Detector":
+             precision: str = "auto") -> "Detector":
         """Read a detector dir; with S1, attach the swap model from `model_dir`, which must be the
         very model it was calibrated with. One-line `FaceswapError` for anything else."""
         detdir = Path(detdir)

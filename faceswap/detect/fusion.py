@@ -4,7 +4,10 @@
 2. logit = weight . z + bias. With examples of fakes, weight and bias come from an L2-regularised,
    class-balanced logistic regression (torch LBFGS). Without fakes (`supervised = False`) the
    documented unsupervised rule is used: logit = mean_k(ANOMALY_SIGN[k] * z_k), each z-score
-   counted in the direction that means "less like real faces / more like this model's output".
+   counted in the direction that means "less like real faces / more like this model's output";
+   a signal with sign 0 is two-sided and counts |z_k| (the one-class error: measured on the real
+   clips, our 64 px swaps pasted into 128 px crops have far LESS high-pass residual to get wrong
+   than real faces, while other fakes may have more).
 3. `calibrate` sets `threshold` to the (1 - fpr) quantile of the logits of *other* held-out real
    faces (never the test split), and keeps those logits so another FPR can be asked for later.
    A face is flagged when its logit > threshold.
@@ -23,7 +26,7 @@ from faceswap.errors import FaceswapError
 ANOMALY_SIGN = {
     "s1_err_a": -1.0, "s1_err_b": -1.0,  # a decoder's own output reconstructs suspiciously well
     "s1_gap_a": -1.0, "s1_gap_b": -1.0,  # ... and sits near that decoder's fixed point
-    "s2_oneclass": 1.0,  # high-pass residual unlike real faces
+    "s2_oneclass": 0.0,  # high-pass residual unlike real faces, in either direction
     "s3_spec": 1.0,  # spectrum far from real faces'
     "s3_hf": -1.0,  # less high-frequency energy than real faces (upsampled decoder output)
 }
@@ -57,7 +60,11 @@ class Fusion:
 
     def logit(self, signals: dict[str, torch.Tensor]) -> torch.Tensor:
         """`{name: (B,)}` -> `(B,)` float64 logits (higher = more likely swapped)."""
-        return self.z(signals) @ torch.tensor(self.weight, dtype=torch.float64) + self.bias
+        z = self.z(signals)
+        if not self.supervised:  # two-sided signals (weight from sign 0) count |z|
+            two_sided = torch.tensor([ANOMALY_SIGN.get(n) == 0 for n in self.names])
+            z = torch.where(two_sided, z.abs(), z)
+        return z @ torch.tensor(self.weight, dtype=torch.float64) + self.bias
 
     @classmethod
     def fit(cls, real_signals: dict[str, torch.Tensor], fake_signals: dict[str, torch.Tensor] | None = None,
@@ -73,7 +80,7 @@ class Fusion:
             unknown = [n for n in names if n not in ANOMALY_SIGN]
             if unknown:
                 raise FaceswapError(f"no direction known for signals {unknown}: give fakes to fit the fusion")
-            w = [ANOMALY_SIGN[n] / len(names) for n in names]
+            w = [(ANOMALY_SIGN[n] or 1.0) / len(names) for n in names]
             return cls(names, mean.tolist(), std.tolist(), w, 0.0, supervised=False)
         xf = _stack(fake_signals, names)
         if len(xf) < 2:

@@ -162,7 +162,7 @@ def run_detect_train(config: DetectTrainConfig, console: Console | None = None, 
         fake_fit, fake_val = split_by_time(fake, (0.5,))
         how = "given"
     elif model is not None:
-        fake_fit, fake_val = model_fakes(model, fit), model_fakes(model, calib)
+        fake_fit, fake_val = model_fakes(model, fit, det.precision), model_fakes(model, calib, det.precision)
         how = "made by the swap model"
     else:
         fake_fit = fake_val = torch.empty(0)
