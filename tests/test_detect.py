@@ -143,11 +143,14 @@ def test_calibration_hits_the_requested_fpr_on_fresh_real_faces(fpr):
 
 
 def test_unsupervised_fusion_uses_the_documented_directions():
-    real = {"s1_err_a": torch.tensor([1.0, 2.0, 3.0]), "s3_spec": torch.tensor([0.0, 1.0, 2.0])}
+    real = {"s1_err_a": torch.tensor([1.0, 2.0, 3.0]), "s3_spec": torch.tensor([0.0, 1.0, 2.0]), "s2_oneclass": torch.tensor([1.0, 2.0, 3.0])}
     fusion = Fusion.fit(real)
-    assert not fusion.supervised and fusion.weight == [-0.5, 0.5]
-    low_err = fusion.logit({"s1_err_a": torch.tensor([0.0]), "s3_spec": torch.tensor([1.0])})
-    assert low_err.item() == pytest.approx(0.5 * 2.0)  # z = -2 for the error, counted as +2
+    assert not fusion.supervised and fusion.weight == pytest.approx([-1 / 3, 1 / 3, 1 / 3])
+    low_err = fusion.logit({"s1_err_a": torch.tensor([0.0]), "s3_spec": torch.tensor([1.0]), "s2_oneclass": torch.tensor([2.0])})
+    assert low_err.item() == pytest.approx(2.0 / 3)  # z = -2 for the error, counted as +2
+    # The one-class error is two-sided: too little residual is as suspicious as too much.
+    s2 = lambda v: fusion.logit({"s1_err_a": torch.tensor([2.0]), "s3_spec": torch.tensor([1.0]), "s2_oneclass": torch.tensor([v])})  # noqa: E731
+    assert s2(0.0).item() == pytest.approx(s2(4.0).item()) == pytest.approx(2.0 / 3)
     with pytest.raises(FaceswapError, match="missing"):
         fusion.logit({"s1_err_a": torch.tensor([1.0])})
 
@@ -220,6 +223,14 @@ def test_detector_round_trip_and_refusals(data, detdir, tmp_path):
         Detector.load(detdir, _model_dir(tmp_path / "big", big))
     with pytest.raises(FaceswapError, match="does not exist"):
         Detector.load(tmp_path / "nope")
+    # Without a swap model: no S1, the unsupervised rule, and -m is refused.
+    plain = tmp_path / "plain"
+    summary = run_detect_train(DetectTrainConfig(real=[data["dirs"]["a1"]], output=plain, size=SIZE, oneclass=QUICK_AE, device="cpu"),
+                               show_progress=False)
+    assert not summary.supervised and summary.fakes == "none: unsupervised rule" and summary.validation is None
+    assert Detector.load(plain).fusion.names == ["s2_oneclass", "s3_spec", "s3_hf"]
+    with pytest.raises(FaceswapError, match="calibrated without a swap model"):
+        Detector.load(plain, data["model_dir"])
     broken = tmp_path / "broken"
     broken.mkdir()
     data_bytes = bytearray((detdir / WEIGHTS_NAME).read_bytes())
@@ -255,6 +266,9 @@ def test_cli_detect_train_score_and_eval_end_to_end(data, tmp_path):
     assert len(report["faces"]) == 80 and {"logit", "s1_err_b", "s2_oneclass", "s3_spec"} <= set(report["faces"][0])
     code, out, _ = run("detect", data["dirs"]["a2"], "-d", det, "-m", data["model_dir"], "--device", "cpu")
     assert code == 1 and "clip_a2.mp4" in out and "no swap" in out  # rich table, nothing flagged
+    code, out, _ = run("detect", data["dirs"]["a2"], "-d", det, "-m", data["model_dir"], "--fpr", 0.4, "--json")
+    loose = json.loads(out)
+    assert loose["threshold"] < report["threshold"] and loose["sources"][0]["flagged_fraction"] > verdict["clip_a2.mp4"]["flagged_fraction"]
 
     code, out, err = run("detect", "eval", "--real", data["dirs"]["a2"], "--real", data["dirs"]["b2"], "--fake", fake_dir, "-d", det,
                          "-m", data["model_dir"], "-o", tmp_path / "eval", "--quiet", "--device", "cpu")

@@ -4,7 +4,8 @@ Per face: every signal, the fused logit, flagged = logit > threshold (calibrated
 faces at the detector's FPR, or at `fpr`). Per source (a video, an image, or the source a face PNG
 names): faces, mean logit, mean of the top-k logits, flagged fraction and the verdict:
 
-* "synthetic (watermark)" when the provenance watermark is found: certain, whatever the scores;
+* "synthetic (watermark)" when the provenance watermark is found in the first `watermark_frames`
+  frames (the decoder of `faceswap inspect`, given the faces found here): certain, whatever the scores;
 * "swap detected" when the mean face logit is above the face threshold. Averaging lowers the
   spread of a real video's logits, so its false-positive rate is about the face-level one or
   lower -- not guaranteed: a whole real video can sit off the calibration faces;
@@ -42,6 +43,7 @@ class DetectConfig:
     fpr: float | None = None  # None = the detector's calibrated false-positive rate
     top_k: int = TOP_K
     watermark: bool = True
+    watermark_frames: int = 240  # the watermark check reads this many frames per video, as inspect does (~25 ms each)
     every: int = 1
     max_frames: int | None = None
     batch_size: int = 16
@@ -140,7 +142,7 @@ def run_detect(config: DetectConfig, console: Console | None = None, show_progre
         if source not in decoders:
             seen.append(source)
             decoders[source] = WatermarkDecoder(detect=False)
-        if config.watermark:
+        if config.watermark and decoders[source].frames < config.watermark_frames:
             decoders[source].update(frame, landmarks)
 
     errors: list[str] = []
