@@ -86,9 +86,9 @@ def main():
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Frames per detector batch.")
 @click.option("--detect-size", default=256, show_default=True, type=click.IntRange(min=48),
               help="Detect on a copy whose longer side is this many px; raise it for small faces in large frames.")
-@click.option("--redetect-every", default=1, show_default=True, type=click.IntRange(min=1),
-              help="In videos, run the full detector every N frames and track faces in between: faster, but "
-                   "landmarks drift on unusual poses; for previews (1 = detect every frame).")
+@click.option("--redetect-every", default=8, show_default=True, type=click.IntRange(min=1),
+              help="In videos, look for faces of every size every N frames; in between, skip the search for "
+                   "faces much smaller than those in view (~1.4x less detection work; 1 = every frame).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--overwrite", is_flag=True, help="Redo sources already extracted into OUTPUT and replace their faces.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -1,20 +1,23 @@
 """Stage 1, extract: videos/images -> aligned face PNGs + `alignments.json`.
 
-Frames stream from ffmpeg in batches; MTCNN finds faces on a downscaled copy; each face is warped
-to the template (see `faces.align`) with kornia and written as a PNG with its metadata by a small
-thread pool while the next batch is detected. `alignments.json` is checkpointed every few seconds,
-so an interrupted run resumes where it stopped.
+Frames stream from ffmpeg in batches. A worker thread finds the faces of the next batch (MTCNN on
+a downscaled copy, see `faces.detect` and `faces.track`) while this thread cuts each face of the
+current one out to the template (see `faces.align`, `cut_faces`) and a small pool writes them as
+PNGs with their metadata. `alignments.json` is checkpointed every few seconds, so an interrupted
+run resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import cv2
 import numpy as np
 import torch
 from rich.console import Console
@@ -23,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from faceswap import __version__
 from faceswap.device import pick_device
 from faceswap.errors import FaceswapError
-from faceswap.faces.align import COVERAGES, DEFAULT_COVERAGE, alignment_matrices, warp_faces
+from faceswap.faces.align import COVERAGES, DEFAULT_COVERAGE, alignment_matrices, invert_affine, matrix_scale, warp_faces
 from faceswap.faces.detect import DetectorConfig, Face, FaceDetector
 from faceswap.faces.track import FaceTracker
 from faceswap.faces.store import ALIGNMENTS_NAME, IMAGE_EXTENSIONS, Alignments, file_fingerprint, list_images, read_face_png, write_face_png
@@ -69,6 +72,52 @@ def _face_record(face: Face, matrix: np.ndarray, file: str) -> dict[str, Any]:
             "score": round(face.score, 5), "matrix": np.round(matrix, 6).tolist(), "file": file}
 
 
+def cut_faces(frames: np.ndarray, owner: list[int], matrices: torch.Tensor, size: int, device: torch.device) -> np.ndarray:
+    """Aligned crops of faces in uint8 frames, as `warp_faces` cuts them from the whole float frames.
+
+    `warp_faces` on whole float frames cost more than detection on 720p frames (float conversion
+    and a 2^k area reduction of every pixel). Here each face is cut from the smallest window of its
+    frame that holds every pixel its crop samples (one window size per batch, so they stack), the
+    window's 2^k reduction is OpenCV's area resize (the same block means, ~7x faster than torch's
+    avg_pool2d on CPU), and `warp_faces` then warps the window. Crops equal to +-1 level of
+    rounding (tests/test_extract.py); measured 5.9 -> 2.8 ms/frame on clip A (512 px), 33 -> 4.3 on
+    clip D (720x1280), single thread.
+
+    Args:
+        frames: `(N, H, W, 3)` uint8 RGB.
+        owner: per face, the index of its frame.
+        matrices: `(F, 2, 3)` frame -> crop matrices.
+    Returns:
+        `(F, size, size, 3)` uint8 RGB crops.
+    """
+    m = matrices.to(torch.float64)
+    h, w = frames.shape[1:3]
+    # The reduction warp_faces would choose: halve while the crop's scale stays <= 0.5.
+    f = 2 ** int(max(0, math.floor(-math.log2(max(matrix_scale(m).max().item(), 1e-6)) - 1e-9)))
+    hp, wp = h // f, w // f
+    # Pixel u of the reduced image is the mean of frame pixels f*u .. f*u+f-1 (centre f*u + (f-1)/2).
+    reduced = m.clone()
+    reduced[:, :, :2] *= f
+    reduced[:, :, 2] += m[:, :, :2].sum(2) * (f - 1) / 2
+    corners = torch.tensor([[0, 0, 1], [size - 1, 0, 1], [0, size - 1, 1], [size - 1, size - 1, 1]], dtype=torch.float64)
+    seen = corners @ invert_affine(reduced).transpose(1, 2)  # (F, 4, 2) crop corners in reduced pixels
+    lo = seen.amin(1).floor().numpy().astype(np.int64)
+    hi = seen.amax(1).floor().numpy().astype(np.int64) + 1  # bilinear reads one pixel further
+    limit = np.array([wp - 1, hp - 1])
+    lo, hi = np.clip(lo, 0, limit), np.clip(hi, 0, limit)
+    win = (hi - lo + 1).max(0)  # (x, y) window size in reduced pixels
+    start = np.minimum(lo, limit + 1 - win)
+    windows = np.empty((len(owner), win[1], win[0], 3), np.float32)
+    for k, (o, (x0, y0)) in enumerate(zip(owner, start)):
+        cut = frames[o, y0 * f : (y0 + win[1]) * f, x0 * f : (x0 + win[0]) * f].astype(np.float32)
+        windows[k] = cv2.resize(cut, (int(win[0]), int(win[1])), interpolation=cv2.INTER_AREA) if f > 1 else cut
+    windows *= np.float32(1 / 255)
+    reduced[:, :, 2] += (reduced[:, :, :2] @ torch.from_numpy(start).to(torch.float64)[:, :, None])[:, :, 0]
+    with torch.inference_mode():
+        crops = warp_faces(torch.from_numpy(windows).to(device).permute(0, 3, 1, 2), reduced.to(device), size)
+        return crops.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
 class _Extractor:
     """One extract run: owns the detector, the alignments, the writer pool and the progress bar."""
 
@@ -82,7 +131,13 @@ class _Extractor:
         self.alignments = self._open_output()
         self.detector = FaceDetector(config.detector, self.device)
         self.tracker = FaceTracker(self.detector, config.detector.redetect_every) if config.detector.redetect_every > 1 else None
-        self.pool = ThreadPoolExecutor(max_workers=2)
+        self.pool = ThreadPoolExecutor(max_workers=2)  # PNG writes
+        self.detect_pool = ThreadPoolExecutor(max_workers=1)  # detection of the next batch (sequential: the tracker has state)
+        # The detection thread and this one each run torch ops: split the cores between them
+        # (two full OpenMP teams on the same cores spin against each other).
+        self.torch_threads = torch.get_num_threads()
+        if self.device.type == "cpu":
+            torch.set_num_threads(max(1, self.torch_threads // 2))
         self.pending: list[Future] = []
         self.replaced_files: set[str] = set()  # old face files to delete once their source is redone
         self.last_save = time.monotonic()
@@ -149,12 +204,7 @@ class _Extractor:
         if not flat:
             return 0
         matrices = alignment_matrices(np.stack([f.landmarks for f in flat]), cfg.size, cfg.coverage)
-        with torch.inference_mode():
-            needed = sorted(set(owner))
-            frames_t = torch.from_numpy(frames[needed]).to(self.device).permute(0, 3, 1, 2).float().div_(255)
-            pick = torch.tensor([needed.index(o) for o in owner], device=self.device)
-            crops = warp_faces(frames_t[pick], matrices.to(self.device), cfg.size)
-            crops = crops.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        crops = cut_faces(frames, owner, matrices, cfg.size, self.device)
         per_frame_count: dict[int, int] = {}
         for face, m, o, crop in zip(flat, matrices.numpy(), owner, crops):
             k = per_frame_count.get(o, 0)
@@ -220,9 +270,8 @@ class _Extractor:
         found = 0
         if self.tracker:
             self.tracker.reset()
-        detect = self.tracker or self.detector.detect
-        for indices, frames in reader.chunks(cfg.batch_size):
-            found += self._save_faces(frames, detect(frames), indices, entry, key)
+        for indices, frames, faces in self._detect_ahead(reader.chunks(cfg.batch_size), self.tracker or self.detector.detect):
+            found += self._save_faces(frames, faces, indices, entry, key)
             self.summary.frames_read += len(indices)
             entry["next_frame"] = indices[-1] + 1
             if progress:
@@ -234,6 +283,18 @@ class _Extractor:
         if progress:
             progress.update(task, total=reader.frames_read, completed=reader.frames_read)
         self._finish_source(path, entry)
+
+    def _detect_ahead(self, chunks: Iterator[tuple[list[int], np.ndarray]], detect) -> Iterator[tuple[list[int], np.ndarray, list[list[Face]]]]:
+        """`(indices, frames, faces)` per batch. The next batch is detected in a worker thread while
+        the caller warps and saves this one (torch, OpenCV and numpy release the GIL)."""
+        pending = None
+        for indices, frames in chunks:
+            job = self.detect_pool.submit(detect, frames)
+            if pending:
+                yield pending[0], pending[1], pending[2].result()
+            pending = (indices, frames, job)
+        if pending:
+            yield pending[0], pending[1], pending[2].result()
 
     def images(self, paths: list[Path], progress: Progress | None) -> None:
         task = progress.add_task(f"{len(paths)} images", total=len(paths), faces=0) if progress else None
@@ -268,6 +329,8 @@ class _Extractor:
     def close(self, success: bool) -> None:
         self._checkpoint(force=True)
         self.pool.shutdown()
+        self.detect_pool.shutdown()
+        torch.set_num_threads(self.torch_threads)
         if success:
             # Files of redone sources that the new run did not write again.
             for name in self.replaced_files:

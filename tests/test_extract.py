@@ -6,6 +6,7 @@ import sys
 
 import cv2
 import numpy as np
+import torch
 from click.testing import CliRunner
 
 from conftest import photo_face
@@ -166,21 +167,73 @@ def test_detector_downscale_maps_boxes_back():
     assert err < 0.05 * faces[0].size
 
 
-def test_tracking_matches_full_detection(photo_clip):
+def test_tracking_gives_full_detections_with_fewer_pyramid_levels(photo_clip, monkeypatch):
     from faceswap.faces.track import FaceTracker
     from faceswap.video import FrameReader
 
     frames = np.concatenate([f for _, f in FrameReader(photo_clip).chunks(24)])
     detector = FaceDetector()
     full = detector.detect(frames)
+    levels = []  # max_scale of every frame the tracker detects
+    detect_small = detector._detect_small
+    monkeypatch.setattr(detector, "_detect_small", lambda small, factors, max_scale=None: (
+        levels.extend([max_scale] * len(small)), detect_small(small, factors, max_scale))[1])
     tracker = FaceTracker(detector, redetect_every=8)
     tracked = tracker(frames[:10]) + tracker(frames[10:])  # state carries across chunks
     assert [len(f) for f in tracked] == [len(f) for f in full] == [1] * 24
-    for a, b in zip(full, tracked):
-        assert np.abs(a[0].landmarks - b[0].landmarks).max() < 0.04 * a[0].size
-    # A frame without a face drops the track and falls back to full detection.
+    for a, b in zip(full, tracked):  # every frame is a whole detection: nothing drifts
+        np.testing.assert_allclose(b[0].landmarks, a[0].landmarks, atol=1e-3)
+        np.testing.assert_allclose(b[0].box, a[0].box, atol=1e-3)
+    assert levels.count(None) == 3 and len(levels) == 24  # keyframes 0, 8, 16 searched every level
+    # Frames without a face are found empty; after them the first frame searches every level again.
     blank = np.full_like(frames[:2], 128)
-    assert tracker(blank) == [[], []] and tracker.tracks == []
+    assert tracker(blank) == [[], []] and tracker.last == []
+    levels.clear()
+    again = tracker(frames[:3])
+    assert levels[0] is None and None not in levels[1:]
+    assert [len(f) for f in again] == [1, 1, 1]
+
+
+def test_tracking_finds_a_new_small_face_at_the_next_keyframe():
+    """The price of skipping fine levels: a new face much smaller than those in view waits for the
+    next keyframe (a face about as large or larger is found at once)."""
+    from faceswap.faces.detect import DetectorConfig
+    from faceswap.faces.track import FaceTracker
+
+    photo = photo_face()
+    scene = np.full((480, 720, 3), (90, 110, 130), np.uint8)
+    scene[5:475, 10:411] = cv2.resize(photo, (401, 470), interpolation=cv2.INTER_AREA)  # a ~170 px face
+    frames = np.stack([scene] * 20)
+    frames[3:, 300:350, 560:603] = cv2.resize(photo, (43, 50), interpolation=cv2.INTER_AREA)  # + a ~20 px face
+    detector = FaceDetector(DetectorConfig(detect_size=720, min_face=12))
+    assert [len(f) for f in detector.detect(frames)] == [1] * 3 + [2] * 17
+    tracker = FaceTracker(detector, redetect_every=16)
+    counts = [len(f) for chunk in (frames[:8], frames[8:16], frames[16:]) for f in tracker(chunk)]
+    assert counts == [1] * 16 + [2] * 4
+
+
+def test_cut_faces_matches_warping_whole_frames(photo_clip):
+    """extract's windowed crops equal `warp_faces` on whole float frames (to 1 level of rounding),
+    with and without the power-of-two reduction, for faces near the frame's edges too."""
+    from faceswap.extract import cut_faces
+    from faceswap.faces.align import alignment_matrices, warp_faces
+    from faceswap.video import FrameReader
+
+    frames = np.concatenate([f for _, f in FrameReader(photo_clip).chunks(24)])[:6]
+    big = np.stack([cv2.resize(f, (960, 720)) for f in frames])
+    edge = np.roll(frames, (-60, -110), axis=(1, 2))  # the face pushed against the top-left edge
+    for batch in (frames, big, edge):
+        faces = FaceDetector().detect(batch)
+        owner = [i for i, fs in enumerate(faces) for _ in fs]
+        landmarks = np.stack([f.landmarks for fs in faces for f in fs])
+        for size in (64, 256):
+            m = alignment_matrices(landmarks, size)
+            whole = torch.from_numpy(batch[owner]).permute(0, 3, 1, 2).float().div(255)
+            ref = warp_faces(whole, m, size).mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            got = cut_faces(batch, owner, m, size, torch.device("cpu"))
+            assert got.shape == ref.shape
+            assert np.abs(got.astype(int) - ref).max() <= 1
+            assert (got != ref).mean() < 1e-3
 
 
 def test_synthetic_faces_are_found_and_aligned(tmp_path):
