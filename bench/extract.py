@@ -1,7 +1,7 @@
 """Extraction speed and memory on the shared real clips, against a naive baseline in the same run.
 
     python bench/extract.py                 # all four clips, baseline, memory check
-    python bench/extract.py --quick         # first 96 frames of each clip, no memory check
+    python bench/extract.py --quick         # first 160 frames of each clip, no memory check
     python bench/extract.py --frames 120    # first 120 frames of each clip
 
 Ours: `faceswap extract` with default options (frames/s over the whole run: decode, detect, align,
@@ -14,8 +14,9 @@ distance (full-resolution px) from each of its 5 landmarks to the same landmark 
 in that frame: the median over all landmarks, and the worst face's worst landmark.
 
 `cpu ms/fr` is CPU time per frame (this process with its threads + the ffmpeg decoder): on a busy
-machine it is steadier than frames/s, which needs an idle CPU to mean anything (both sides use
-torch's default thread count, as printed).
+machine it is steadier than frames/s, which needs an idle CPU to mean anything. Both sides use
+the same torch thread count (printed; `--threads 1` on a busy machine, where spinning OpenMP
+threads inflate CPU time). One-time imports are done before either side is timed.
 
 Memory: peak RSS of an extract process on one clip and on the same clip concatenated 10 times
 (streaming means it should not grow).
@@ -120,16 +121,22 @@ def concat(clip: Path, times: int, dest: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=None, help="only the first N frames of each clip")
-    parser.add_argument("--quick", action="store_true", help="first 96 frames of each clip, no memory check")
+    parser.add_argument("--quick", action="store_true", help="first 160 frames of each clip, no memory check")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--clips", nargs="*", default=CLIPS)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for both sides (default: torch's)")
     args = parser.parse_args()
     if args.quick:
-        args.frames, args.no_memory = args.frames or 96, True
+        args.frames, args.no_memory = args.frames or 160, True
+    import facenet_pytorch  # noqa: F401 - one-time imports (~1.5 s CPU) outside both timings
     import torch
 
+    import faceswap.extract  # noqa: F401
     from faceswap.faces.detect import DetectorConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     min_score = DetectorConfig().min_score
     load = os.getloadavg()[0]
