@@ -308,6 +308,7 @@ def _face_source_options(f):
         click.option("--min-face", default=40, show_default=True, type=click.IntRange(min=1), help="Ignore smaller faces (px)."),
         click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Frames per batch."),
         click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])),
+        click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: torch's; 1 on a busy machine)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
     ]):
         f = opt(f)
@@ -344,7 +345,7 @@ def detect():
 @debug_option
 @_detect_errors
 def detect_score(inputs, detector_dir, model_dir, as_json, fpr, top_k, no_watermark, every, max_frames, aligned, detect_size, min_face,
-                 batch_size, device, quiet):
+                 batch_size, device, threads, quiet):
     """Score the faces of videos, images and face folders; print a verdict per video/image."""
     import json
 
@@ -358,7 +359,8 @@ def detect_score(inputs, detector_dir, model_dir, as_json, fpr, top_k, no_waterm
                             "[-m MODELDIR]`)")
     report = run_detect(DetectConfig(inputs=list(inputs), detector_dir=detector_dir, model_dir=model_dir, fpr=fpr, top_k=top_k,
                                      watermark=not no_watermark, every=every, max_frames=max_frames, batch_size=batch_size,
-                                     aligned=aligned, device=device, detector=DetectorConfig(detect_size=detect_size, min_face=min_face)),
+                                     aligned=aligned, device=device, threads=threads,
+                                     detector=DetectorConfig(detect_size=detect_size, min_face=min_face)),
                         show_progress=not quiet and not as_json)
     for warning in report.warnings:
         click.echo(f"Warning: {warning}", err=True)
@@ -389,7 +391,7 @@ def detect_score(inputs, detector_dir, model_dir, as_json, fpr, top_k, no_waterm
 @debug_option
 @_detect_errors
 def detect_train(real, output, model_dir, fake, holdout, fpr, size, iterations, seed, overwrite, every, max_frames, aligned, detect_size,
-                 min_face, batch_size, device, quiet):
+                 min_face, batch_size, device, threads, quiet):
     """Fit a detector: S2 and S3 on real faces, the fusion on held-out real faces and known swaps."""
     from faceswap.detect import DetectTrainConfig, run_detect_train
     from faceswap.detect.oneclass import OneClassConfig
@@ -398,8 +400,8 @@ def detect_train(real, output, model_dir, fake, holdout, fpr, size, iterations, 
     summary = run_detect_train(DetectTrainConfig(
         real=list(real), output=output, model_dir=model_dir, fake=list(fake), holdout=holdout, fpr=fpr, size=size,
         oneclass=OneClassConfig(size=min(OneClassConfig.size, size), iterations=iterations, seed=seed), every=every, max_frames=max_frames, batch_size=batch_size,
-        aligned=aligned, device=device, overwrite=overwrite, detector=DetectorConfig(detect_size=detect_size, min_face=min_face)),
-        show_progress=not quiet)
+        aligned=aligned, device=device, threads=threads, overwrite=overwrite,
+        detector=DetectorConfig(detect_size=detect_size, min_face=min_face)), show_progress=not quiet)
     for warning in summary.warnings:
         click.echo(f"Warning: {warning}", err=True)
     click.echo(f"Done: {summary.line()} -> {output}")
@@ -419,7 +421,7 @@ def detect_train(real, output, model_dir, fake, holdout, fpr, size, iterations, 
 @debug_option
 @_detect_errors
 def detect_eval(real, fake, detector_dir, output, model_dir, target_fpr, as_json, overwrite, every, max_frames, aligned, detect_size,
-                min_face, batch_size, device, quiet):
+                min_face, batch_size, device, threads, quiet):
     """ROC-AUC, EER and TPR at a fixed FPR of a detector, per face and per video; ROC and histogram PNGs."""
     import json
 
@@ -428,7 +430,8 @@ def detect_eval(real, fake, detector_dir, output, model_dir, target_fpr, as_json
 
     report = run_eval(EvalConfig(real=list(real), fake=list(fake), detector_dir=detector_dir, output=output, model_dir=model_dir,
                                  target_fpr=target_fpr, every=every, max_frames=max_frames, batch_size=batch_size, aligned=aligned,
-                                 device=device, overwrite=overwrite, detector=DetectorConfig(detect_size=detect_size, min_face=min_face)),
+                                 device=device, threads=threads, overwrite=overwrite,
+                                 detector=DetectorConfig(detect_size=detect_size, min_face=min_face)),
                       show_progress=not quiet and not as_json)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else f"Done: {report.line()} -> {output}")
 

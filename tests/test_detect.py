@@ -75,9 +75,11 @@ def data(tmp_path_factory):
              (("a1", IDENTITY_A, 1), ("a2", IDENTITY_A, 2), ("b1", IDENTITY_B, 3), ("b2", IDENTITY_B, 4))}
     dirs = {name: _write_faces(root / "real" / name, f, f"clip_{name}.mp4") for name, f in faces.items()}
     small = {k: torch.nn.functional.interpolate(v.float() / 255, size=32, mode="area") for k, v in faces.items()}
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is faster, and kinder to a shared CI machine
     model = _train_tiny(small["a1"][:40], small["b1"][:40])
-    return {"root": root, "faces": faces, "small": small, "dirs": dirs, "model": model, "model_dir": _model_dir(root / "model", model)}
+    yield {"root": root, "faces": faces, "small": small, "dirs": dirs, "model": model, "model_dir": _model_dir(root / "model", model)}
+    torch.set_num_threads(threads)
 
 
 # --- S1 ----------------------------------------------------------------------------------------------

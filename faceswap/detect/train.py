@@ -30,7 +30,7 @@ from faceswap.detect.fakes import model_fakes
 from faceswap.detect.faces import FaceSourceConfig, iter_faces
 from faceswap.detect.fusion import Fusion
 from faceswap.detect.oneclass import OneClassConfig, train_oneclass
-from faceswap.detect.run import faces_by_source, progress_bar, signals_of
+from faceswap.detect.run import faces_by_source, progress_bar, set_threads, signals_of
 from faceswap.detect.spectral import SpectralReference
 from faceswap.device import pick_device
 from faceswap.errors import FaceswapError
@@ -57,6 +57,7 @@ class DetectTrainConfig:
     batch_size: int = 16
     aligned: bool = False
     device: str = "auto"
+    threads: int | None = None  # torch CPU threads (None = torch's default)
     overwrite: bool = False
     detector: DetectorConfig = field(default_factory=DetectorConfig)
 
@@ -130,6 +131,7 @@ def run_detect_train(config: DetectTrainConfig, console: Console | None = None, 
         raise FaceswapError(f"{cfg.output} already holds a detector; use --overwrite to replace it, or another -o")
     if Path(cfg.output).exists() and not Path(cfg.output).is_dir():
         raise FaceswapError(f"-o {cfg.output} exists and is not a folder")
+    set_threads(cfg.threads)
     device = pick_device(cfg.device)
     model, mid = _load_model(cfg, device)
     coverage = model.coverage if model is not None else DEFAULT_COVERAGE
