@@ -45,6 +45,7 @@ QUICK_B_EVERY = 3
 DETECTOR_ITERATIONS, QUICK_DETECTOR_ITERATIONS = 300, 50
 # 40 % of each clip's faces held out: 120 calibrate the 1 % FPR threshold, which needs >= 100.
 DETECTOR_HOLDOUT = 0.4
+ITERATIONS_PER_MINUTE = 300  # lite, batch 16 + 16, on an idle 2-core CPU (bench/train.py: 169 EG/s)
 
 
 @dataclass
@@ -195,6 +196,11 @@ class _Stages:
             if outcome.stopped == "interrupted":
                 raise FaceswapError(f"interrupted while training; the model is saved in {model_dir}: run the demo again to go on")
         self.result.iterations = read_checkpoint(model_dir, with_train_state=False).iteration
+        expected = ITERATIONS_PER_MINUTE * cfg.minutes
+        if not cfg.quick and self.result.iterations < expected / 2:
+            self.console.print(f"[yellow]Note:[/] only {self.result.iterations} iterations in {cfg.minutes:g} minutes (an idle 2-core "
+                               f"CPU does ~{expected:.0f}): the CPU is busy or slow, so the swap will be blurry. "
+                               f"`faceswap demo --minutes {2 * cfg.minutes:g}` trains on.")
         self.done("train", t0)
 
     def convert(self) -> None:
