@@ -116,15 +116,17 @@ class _Extractor:
         self.out = config.output
         self.device = pick_device(config.device)
         self.alignments = self._open_output()
-        self.detector = FaceDetector(config.detector, self.device)
+        # Detection runs in a worker thread (the next batch, while this thread saves the current
+        # one) and splits its batches over two threads; each thread running torch ops gets an equal
+        # share of torch's threads (several full OpenMP teams on the same cores spin against each other).
+        cpu = self.device.type == "cpu"
+        self.detector = FaceDetector(config.detector, self.device, threads=2 if cpu else 1)
+        self.torch_threads = torch.get_num_threads()
+        if cpu:
+            torch.set_num_threads(max(1, self.torch_threads // 3))
         self.tracker = FaceTracker(self.detector, config.detector.redetect_every) if config.detector.redetect_every > 1 else None
         self.pool = ThreadPoolExecutor(max_workers=2)  # PNG writes
-        self.detect_pool = ThreadPoolExecutor(max_workers=1)  # detection of the next batch (sequential: the tracker has state)
-        # The detection thread and this one each run torch ops: split the cores between them
-        # (two full OpenMP teams on the same cores spin against each other).
-        self.torch_threads = torch.get_num_threads()
-        if self.device.type == "cpu":
-            torch.set_num_threads(max(1, self.torch_threads // 2))
+        self.detect_pool = ThreadPoolExecutor(max_workers=1)  # the next batch's detection (in order: the tracker has state)
         self.pending: list[Future] = []
         self.replaced_files: set[str] = set()  # old face files to delete once their source is redone
         self.last_save = time.monotonic()

@@ -97,3 +97,13 @@ def test_skipping_fine_levels_keeps_large_faces_and_misses_small_ones():
     assert len(coarse.boxes) == 1  # the fine levels that find the 20 px face were skipped
     np.testing.assert_allclose(coarse.boxes[0], full.boxes[big], atol=1e-3)
     np.testing.assert_allclose(coarse.landmarks[0], full.landmarks[big], atol=1e-3)
+
+
+def test_detector_split_over_threads_gives_the_same_faces():
+    frames = _frames()
+    one, three = FaceDetector().detect(frames), FaceDetector(threads=3).detect(frames)
+    assert [len(f) for f in one] == [len(f) for f in three]
+    for a, b in zip(one, three):
+        for fa, fb in zip(a, b):
+            np.testing.assert_allclose(fb.landmarks, fa.landmarks, atol=1e-3)
+    assert FaceDetector(threads=3).detect(frames[:1])[0][0].size == one[0][0].size  # fewer frames than threads

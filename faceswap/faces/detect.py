@@ -11,6 +11,7 @@ much smaller than the ones in view between full detections.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -76,7 +77,9 @@ def _inference_net(net: torch.nn.Module, size: int, device: torch.device) -> tor
 class FaceDetector:
     """MTCNN over batches of equal-size RGB frames."""
 
-    def __init__(self, config: DetectorConfig = DetectorConfig(), device: torch.device | str = "cpu"):
+    def __init__(self, config: DetectorConfig = DetectorConfig(), device: torch.device | str = "cpu", threads: int = 1):
+        """`threads`: split each batch across this many threads (each runs torch ops: keep
+        `torch.get_num_threads()` x threads within the cores)."""
         from facenet_pytorch.models.mtcnn import ONet, PNet, RNet  # heavy import, only when detecting
 
         if config.detect_size < 48:
@@ -84,6 +87,8 @@ class FaceDetector:
         self.config = config
         self.device = torch.device(device)
         self.nets = tuple(_inference_net(net(), size, self.device) for net, size in ((PNet, 12), (RNet, 24), (ONet, 48)))
+        self.threads = max(1, threads)
+        self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
 
     def scale_for(self, height: int, width: int) -> float:
         """Downscale factor applied before detection (<= 1)."""
@@ -131,6 +136,15 @@ class FaceDetector:
     def _detect_small(self, small: np.ndarray, factors: np.ndarray, max_scale: float | None = None) -> list[list[Face]]:
         """Detect in downscaled `(N, h, w, 3)` frames; `factors` `(N, 2)` = small/original size (x, y).
         `max_scale`: skip the pyramid levels finer than this (see `faces.track`)."""
+        parts = np.array_split(np.arange(len(small)), max(1, min(self.threads, len(small))))
+        if len(parts) < 2:
+            return self._detect_part(small, factors, max_scale)
+        # Frames are detected independently: the first part runs here, the others in the pool.
+        jobs = [self._pool.submit(self._detect_part, small[p], factors[p], max_scale) for p in parts[1:]]
+        first = self._detect_part(small[parts[0]], factors[parts[0]], max_scale)
+        return first + [faces for job in jobs for faces in job.result()]
+
+    def _detect_part(self, small: np.ndarray, factors: np.ndarray, max_scale: float | None) -> list[list[Face]]:
         from faceswap.faces.cascade import detect_faces  # imports facenet-pytorch: only when detecting
 
         with torch.inference_mode():
