@@ -355,3 +355,20 @@ def test_videos_are_detected_aligned_and_watermark_checked(data, detdir, head_cl
     assert verdict[str(plain)]["verdict"] != "synthetic (watermark)"
     rows = json.loads(out)["faces"]
     assert sorted(r["frame"] for r in rows if r["source"] == str(plain)) == list(range(8))
+
+
+def test_faces_from_a_video_equal_the_faces_extract_writes(head_clips, tmp_path):
+    """The same pipeline whatever the input: scoring a video or extract's face PNGs of it must see
+    the same faces (the spectral and one-class signals notice any other resampling)."""
+    from faceswap.detect.faces import FaceSourceConfig, iter_faces
+    from faceswap.detect.run import faces_by_source
+    from faceswap.extract import ExtractConfig, run_extract
+    from faceswap.faces.detect import DetectorConfig
+
+    plain = head_clips[0]
+    run_extract(ExtractConfig(inputs=[plain], output=tmp_path / "faces", detector=DetectorConfig(redetect_every=1)), show_progress=False)
+    cfg = FaceSourceConfig(size=SIZE)
+    (from_video,) = faces_by_source(iter_faces([plain], cfg)).values()
+    (from_pngs,) = faces_by_source(iter_faces([tmp_path / "faces"], cfg)).values()
+    assert from_video[1] == from_pngs[1] == list(range(8))
+    assert torch.equal(from_video[0], from_pngs[0])

@@ -1,11 +1,15 @@
 """Aligned faces to score, streamed from videos, images or face folders.
 
-* videos and images: faces found with the same `FaceDetector` and cut with the same alignment
-  (`alignment_matrices` + `warp_faces`, rounded to uint8 exactly as extract writes them) at the
-  detector's size and coverage, in memory;
+* videos and images: faces found with the same `FaceDetector` and cut as extract cuts them
+  (`alignment_matrices` + `extract.cut_faces` at extract's default 256 px), in memory;
 * face folders (extract's output: `alignments.json` or PNGs with faceswap metadata), or any image
-  with `aligned=True`: read as they are, resized to the detector's size; source and frame come
-  from the PNG metadata (plain images: source = file name, frame 0).
+  with `aligned=True`: read as they are; source and frame come from the PNG metadata (plain
+  images: source = file name, frame 0).
+
+Both then go through one resize to the detector's size (OpenCV area filter), so a video and the
+faces extract wrote from it give the same faces. This matters: the spectral and one-class
+signals see resampling. Measured: a detector trained on extract's 256 px PNGs flagged 58 % of
+its own real training clip when the clip's faces were instead cut directly at 128 px.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import numpy as np
 import torch
 
 from faceswap.errors import FaceswapError
-from faceswap.faces.align import DEFAULT_COVERAGE, alignment_matrices, warp_faces
+from faceswap.extract import cut_faces
+from faceswap.faces.align import DEFAULT_COVERAGE, alignment_matrices
 from faceswap.faces.detect import DetectorConfig
 from faceswap.faces.store import ALIGNMENTS_NAME, IMAGE_EXTENSIONS, list_images, read_face_meta, read_face_png
 
@@ -42,6 +47,7 @@ class FaceSourceConfig:
 
     size: int = 128
     coverage: str = DEFAULT_COVERAGE
+    crop_size: int = 256  # videos/images are cut at extract's default size, then resized like face PNGs
     every: int = 1
     max_frames: int | None = None
     batch_size: int = 16
@@ -87,13 +93,18 @@ class _Cropper:
         if not owner:
             return torch.empty(0, 3, cfg.size, cfg.size, dtype=torch.uint8), []
         out = []
-        for i in sorted(set(owner)):  # frames may differ in size (images): warp per frame
-            m = alignment_matrices(landmarks[i], cfg.size, cfg.coverage)
-            t = torch.from_numpy(np.ascontiguousarray(frames[i])).permute(2, 0, 1)[None].float().div_(255)
-            with torch.inference_mode():
-                crop = warp_faces(t.expand(len(m), -1, -1, -1), m, cfg.size)
-            out.append(crop.mul(255).round_().clamp_(0, 255).to(torch.uint8))
-        return torch.cat(out), owner
+        for i in sorted(set(owner)):
+            m = alignment_matrices(landmarks[i], cfg.crop_size, cfg.coverage)
+            out += [resize_face(c, cfg.size) for c in cut_faces(frames[i][None], [0] * len(m), m, cfg.crop_size)]
+        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous(), owner
+
+
+def resize_face(rgb: np.ndarray, size: int) -> np.ndarray:
+    """`(h, h, 3)` uint8 face -> `(size, size, 3)`: area filter down (as `train.data.load_faces`), cubic up."""
+    h = rgb.shape[0]
+    if h == size:
+        return rgb
+    return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_CUBIC)
 
 
 def _landmarks(faces) -> np.ndarray:
@@ -113,7 +124,7 @@ def _read_face(path: Path, cfg: FaceSourceConfig, warnings: list[str]) -> tuple[
         if h < cfg.size and not any(msg.startswith(f"faces in {path.parent}") for msg in warnings):
             warnings.append(f"faces in {path.parent} are {h} px, smaller than the detector's {cfg.size} px: "
                             "upscaled, which looks like missing detail (scores unreliable)")
-        rgb = cv2.resize(rgb, (cfg.size, cfg.size), interpolation=cv2.INTER_AREA if h > cfg.size else cv2.INTER_CUBIC)
+        rgb = resize_face(rgb, cfg.size)
     source = str(meta["source"]) if meta and "source" in meta else path.name
     frame = int(meta["frame"]) if meta and "frame" in meta else 0
     return rgb, source, frame
