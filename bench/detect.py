@@ -21,7 +21,8 @@ What it does (cached in --work; delete a file to redo it):
 3. Split by time, never by frame: per clip, frames [0, 50%) train the one-class autoencoder and
    the spectral reference (M1 and M2 also trained on this part of A and B), [50%, 70%) fits the
    fusion (real vs M1 swaps, lossless and CRF 23) and calibrates the threshold on its real faces,
-   [70%, 100%) is the test split. M2's swaps and CRF 35 are never seen before the test.
+   [70%, 100%) is the test split. M2's swaps and CRF 35 are never seen before the test (M2's
+   swaps are only made of the test split, lossless).
 4. Frame level: every face of the test split. Video level: windows of WINDOW consecutive frames
    of the test split, scored by their mean logit.
 """
@@ -121,10 +122,19 @@ def prepare_one(work: Path, clip: str, kind: str, model: Path | None) -> None:
             reencode(lossless, video, int(codec[3:]))
     for codec in codecs:
         faces = work / "faces" / f"{clip}_{kind}_{codec}"
-        if not (faces / "alignments.json").exists():
+        if not extracted(faces):
             t = time.perf_counter()
             faces_of(work / "videos" / f"{clip}_{kind}_{codec}.mp4", faces)
             log(f"  faces {faces.name}: {time.perf_counter() - t:.1f} s")
+
+
+def extracted(folder: Path) -> bool:
+    """True when `faceswap extract` finished the folder's video (an interrupted run is redone)."""
+    try:
+        sources = json.loads((folder / "alignments.json").read_text())["sources"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return all(s.get("complete") for s in (sources.values() if isinstance(sources, dict) else sources))
 
 
 def _worker_init() -> None:
@@ -242,6 +252,9 @@ def evaluate(det, data: dict, work: Path, has_m2: bool) -> dict:
     test = {}
     for key, faces in data.items():
         x, frames = faces.split("test")
+        if not len(x):  # e.g. a swap MTCNN never finds as a face
+            test[key] = {"logit": np.zeros(0), "frames": frames, "signals": {n: np.zeros(0) for n in det.fusion.names}}
+            continue
         sig = signals_of(det, x)
         test[key] = {"logit": det.fusion.logit(sig).numpy(), "frames": frames, "signals": {k: v.numpy() for k, v in sig.items()}}
     thr = det.fusion.threshold
