@@ -33,6 +33,7 @@ from faceswap.faces.store import ALIGNMENTS_NAME, IMAGE_EXTENSIONS, Alignments, 
 from faceswap.video import FrameReader, probe
 
 CHECKPOINT_SECONDS = 5.0
+PNG_WRITERS = 4
 
 
 @dataclass
@@ -125,7 +126,7 @@ class _Extractor:
         if cpu:
             torch.set_num_threads(max(1, self.torch_threads // 3))
         self.tracker = FaceTracker(self.detector, config.detector.redetect_every) if config.detector.redetect_every > 1 else None
-        self.pool = ThreadPoolExecutor(max_workers=4)  # PNG writes: encoding (OpenCV releases the GIL) and fsync waits overlap
+        self.pool = ThreadPoolExecutor(max_workers=PNG_WRITERS)  # PNG encoding (OpenCV releases the GIL) and fsync waits overlap
         self.detect_pool = ThreadPoolExecutor(max_workers=1)  # the next batch's detection (in order: the tracker has state)
         self.pending: list[Future] = []
         self.replaced_files: set[str] = set()  # old face files to delete once their source is redone
