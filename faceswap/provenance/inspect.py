@@ -2,8 +2,8 @@
 
 For every file: container metadata (present / synthetic / model id), Content Credentials
 (valid / tampered / invalid / absent), and the invisible watermark (found, its confidence and the
-decoded model id prefix), aggregated over up to `max_frames` frames. A file counts as labelled
-synthetic when any layer says so (C2PA only when its manifest is valid or tampered: a tampered
+decoded model id prefix, its first 4 hex digits), aggregated over up to `max_frames` frames. A file
+counts as labelled synthetic when any layer says so (C2PA only when its manifest is valid or tampered: a tampered
 manifest still tells who made the file, the content changed since).
 """
 
@@ -118,7 +118,7 @@ def format_report(report: dict) -> str:
         elif wm.get("found"):
             match = {True: ", matches metadata", False: ", differs from metadata"}.get(wm.get("matches_metadata"), "")
             lines.append(_line("watermark", f"found (confidence {wm['confidence']:.6f}, tag {wm['tag_matches']}, z={wm['z']}) "
-                                            f"model={wm['model_id']}{' (CRC ok)' if wm['id_verified'] else ' (CRC failed)'}{match}; "
+                                            f"model={wm['model_id']}...{match}; "
                                             f"{wm['frames_with_faces']}/{wm['frames']} frames with faces"))
         else:
             lines.append(_line("watermark", f"not found (tag {wm['tag_matches']}, z={wm['z']}; "

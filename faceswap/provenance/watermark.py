@@ -1,57 +1,68 @@
-"""Invisible watermark: a keyed spread-spectrum mark in luma block-DCT coefficients of the face region.
+"""Invisible watermark: a keyed, perceptually masked spread-spectrum mark in luma block-DCT coefficients
+of the face region.
 
 Where the mark lives
 --------------------
 In *frame space*, on a grid tied to the frame's own shape: every frame is looked at through a
 canonical copy whose shorter side is `CANONICAL_SIDE` px, cut into 8x8 blocks. The mark is a change
-of the 5 lowest AC coefficients (`COEFFS`) of the canonical luma blocks under the pasted face,
-drawn back at native size (bilinear) and added to R, G and B alike (a pure luma change), only
-where convert's paste mask is. A uniformly downscaled copy (e.g. to 480 px) maps onto the same
-canonical grid: no search.
+of 10 low-mid AC coefficients (`COEFFS`) of the canonical luma blocks under the pasted face, drawn
+back at native size (Gaussian-softened, bilinear) and added to R, G and B alike (a pure luma
+change: chroma is untouched), only where convert's paste mask is. A uniformly downscaled copy (e.g.
+to 480 px) maps onto the same canonical grid: no search. The decoder detects faces only to choose
+which blocks to count: those the template face mask covers to >= `COUNT_COVER`.
 
-Why frame space and not the aligned face crop: the decoder sees only the finished video, and the
-frame grid is exact, while a crop-space mark would have to be re-found through landmarks of the
-*swapped* face. The decoder still detects faces, but only to choose which blocks to count: the
-blocks the template face mask covers to >= `COUNT_COVER` (drawn from the detected landmarks the
-way convert draws it), a key-independent choice that keeps the background out of the statistics.
-Measured: MTCNN's landmarks on marked, re-encoded frames move ~1.6 px, which changes almost no
-block of that gate.
+Why these choices (all measured on the four real clips, marked and swapped, through real x264):
+
+* Frequencies. The two lowest terms (0,1) and (1,0) survive H.264 best but carry most of the face's
+  own shading (host std 45-65 vs 6-24 for the terms used): whatever part of the host the embedder
+  cancels comes back as soon as compression weakens the mark, so they cost more than they bring.
+* Scale. A 160 px canonical side (3.2 native px per canonical px on a 512 px frame) survives CRF 28
+  and a 2.7x downscale far better than 192 or 256 px at the same visibility; 128 px leaves too few
+  blocks per face. Ten terms rather than seven: small faces need the positions.
+* Perceptual masking. Each block gets an amplitude allowance `jnd` = floor + slope x its own AC
+  activity (RMS of its AC terms except (0,1)/(1,0)): smooth skin gets about a fifth of what eyes,
+  brows, nostrils, lips and real skin texture get. Measured in `bench/watermark.py` as the CSF-
+  weighted PSNR of the flat part of the face ("HVS-flat").
+* Decoder. Each coefficient passes through the redescending limiter psi(c) = c exp(-c^2 / 2 c0^2)
+  before correlation, and each block is weighted by omega = 1 / (1 + E / TEXTURE_E0) (E: its
+  high-frequency energy): the few strong host coefficients (edges, eyes, glasses), which no
+  invisible mark could outweigh, stop deciding bits.
 
 Payload and embedding
 ---------------------
-`N_BITS` = 56 bits: a fixed 16-bit tool tag, the first 32 bits of the model id (SHA-256 of the
-weights) and a CRC-8 of those 32 bits. The key (bytes) seeds a layout that gives every (block,
-coefficient) position one bit and a sign u = +-1, every bit at least once per 3 x 4 blocks; the
-tile repeats over the frame. Each block also gets a key-independent weight omega = 1 / (1 + E/E0)
-from its own high-frequency energy E (untouched by the mark): busy blocks, where H.264 leaves the
-most noise, count less (the largest single gain measured). Bit i's statistic is
-P_i = sum_p omega_p u_p c_p over its counted positions.
+`N_BITS` = 32: a fixed 16-bit tool tag and the first 16 bits of the model id (SHA-256 of the
+weights). The key (bytes) seeds a layout that gives every (block, coefficient) position one bit and
+a sign u = +-1, every bit at least three times per 3 x 4 blocks; the tile repeats over the frame. Bit
+i's statistic is P_i = sum_p omega_p u_p psi(c_p) over its counted positions.
 
-Embedding is informed (improved) spread spectrum: the host's own projection h_i = P_i / R_i is
-known at embed time, and the change per bit is just what brings s_i P_i / R_i up to a margin alpha
-(nothing where the host already leans the right way). The face's own texture -- static from frame
-to frame, so aggregation could never average it away -- then no longer decides the bits. alpha is
-set frame by frame as the largest margin whose total change fits the distortion budget
-(`DEFAULT_PSNR` in canonical pixels, ~1 dB more at native size).
+Embedding is informed (improved spread spectrum): the host's own projection h_i is known at embed
+time, and each bit gets just the change beta_i that lifts s_i P_i to a margin alpha (nothing where
+the host already leans the right way). Every position of bit i changes by s_i beta_i u_p jnd_b, so
+the mark is shaped by the masking map. The host is over-cancelled by 1 / `GAIN_FLOOR`: compression
+keeps only ~0.3-0.9 of the mark, and a host cancelled exactly would come back as (1 - gain) h_i
+(measured: that leak, not noise, was the main error source). alpha is set frame by frame as the
+largest margin whose masking-normalised energy mean(beta^2) fits 1; no position moves by more than
+`MAX_CHANGE` allowances. The closed form treats positions as independent and linear; three measured
+corrections (the softened mark re-analysed in canonical pixels, through psi) top up the bits that
+the softening's spill-over or the limiter left short.
 
 Decoding and the decision threshold
 -----------------------------------
-Per frame the decoder adds omega-weighted, gated canonical coefficients into one array S
+Per frame the decoder adds omega-weighted, gated psi(coefficients) into one array S
 (key-independent). Bit i is the sign of N_i = sum_{p in P_i} u_p S_p. Under H0 (no mark with this
-key) the signs u are independent fair coins independent of the content, so each N_i is symmetric
-about 0 and the bits are independent fair coins: the number of the 16 tag bits that match is
-Binomial(16, 1/2) whatever the video is. The mark is declared found when at least
+key) the signs u are independent fair coins independent of the content, and psi is odd, so each N_i
+is symmetric about 0 and the bits are independent fair coins: the number of the 16 tag bits that
+match is Binomial(16, 1/2) whatever the video is. The mark is declared found when at least
 `TAG_MATCH_THRESHOLD` = 15 of 16 tag bits match: false-positive rate per decision (one window of
 frames) = P(Bin(16, .5) >= 15) = 17 / 65536 = 2.6e-4 <= 1e-3. The normalised tag correlation
-z = sum_i t_i N_i / sqrt(sum_p S_p^2) is sub-Gaussian under H0 (Hoeffding, conditional on S:
-P(z >= t) <= exp(-t^2/2)) and is reported as a second figure of evidence. `bench/watermark.py`
-checks both empirically on unmarked real clips over sliding windows and many keys.
+z = sum_i t_i N_i / sqrt(sum_p S_p^2) is sub-Gaussian under H0 and is reported as a second figure.
+`bench/watermark.py` checks both empirically on unmarked real clips over sliding windows and many keys.
 
-Limits (measured): capacity grows with the face's area in the canonical copy; faces under ~40 %
-of the frame's shorter side, and strongly textured still photos, leave too few positions per bit
-for the distortion budget and decode unreliably. Cropping or changing the aspect ratio moves the
-grid (no resynchronisation). The default key is public: the mark labels, it does not resist a
-determined remover.
+Limits (measured): the mark's strength follows the face's own texture, so very smooth swapped faces
+(a 64 px model blown up to 300 px) carry the least; small faces (< ~40 % of the frame's shorter
+side) carry few blocks. Cropping or changing the aspect ratio moves the grid (no
+resynchronisation). The default key is public: the mark labels, it does not resist a determined
+remover.
 """
 
 from __future__ import annotations
@@ -67,35 +78,33 @@ import torch
 
 from faceswap.errors import FaceswapError
 
-CANONICAL_SIDE = 256
+CANONICAL_SIDE = 160
 BLOCK = 8
-# The lowest AC frequencies (row, col) of the 8x8 DCT at canonical scale: measured on the real clips,
-# they keep 55-65% of their amplitude through H.264 CRF 28 where (2, 2) keeps 14%.
-COEFFS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (1, 1), (0, 2), (2, 0))
+# (row, col) of the 8x8 DCT terms that carry the mark
+COEFFS: tuple[tuple[int, int], ...] = ((1, 1), (0, 2), (2, 0), (1, 2), (2, 1), (0, 3), (3, 0), (2, 2), (1, 3), (3, 1))
 TILE = 36  # blocks: the keyed layout repeats every TILE x TILE blocks (a multiple of GROUP)
 COUNT_COVER = 0.9  # blocks counted by the decoder (and host-cancelled by the embedder): mask cover >= this
-TAG_BITS, ID_BITS, CRC_BITS = 16, 32, 8
-N_BITS = TAG_BITS + ID_BITS + CRC_BITS
+TAG_BITS, ID_BITS = 16, 16
+N_BITS = TAG_BITS + ID_BITS
 TOOL_TAG = 0xFA5E  # "faceswap"; never changes across versions, so old outputs stay recognisable
 TAG_MATCH_THRESHOLD = 15
 DEFAULT_KEY = b"faceswap-provenance-v1"
-DEFAULT_PSNR = 37.5  # dB budget in canonical pixels: sets the mark amplitude frame by frame (~38.6 dB at native size)
-MAX_STRENGTH = 24.0  # cap on alpha (DCT units) where the host leaves the budget mostly to the mark
-TEXTURE_E0 = 4.0  # block weight 1 / (1 + E / E0), E = mean square of the block's high-frequency DCT terms
-OMEGA_FLOOR = 0.0  # floor of the block weight (0: none; measured: a floor of 0.25 did not help)
+# Perceptual model: a block may change by `jnd` = JND_FLOOR + JND_SLOPE * activity DCT units (canonical
+# scale), at most JND_CAP; `strength` scales it. Chosen by eye on the smoothest faces (a 64 px model's
+# swaps) and with bench/watermark.py's HVS-flat figure.
+JND_FLOOR, JND_SLOPE, JND_CAP = 1.2, 1.2, 9.6
+DEFAULT_STRENGTH = 1.0
+MAX_MARGIN = 4.0  # cap on alpha, in units of the masking allowance
+MAX_CHANGE = 3.0  # no position changes by more than this many allowances (a host too strong to cancel wins)
+GAIN_FLOOR = 0.6  # the host is over-cancelled by 1 / this: the mark's expected survival under compression
+TEXTURE_E0 = 64.0  # decoder block weight 1 / (1 + E / E0), E = mean square of the block's high-frequency DCT terms
+PSI_C0 = 12.0  # decoder limiter scale (canonical DCT units): psi peaks at |c| = PSI_C0
+REFINE = 3  # measured corrections of the informed embedding (softening spill-over, psi)
+SOFTEN = 0.7  # canonical px: Gaussian softening of the mark before it is drawn (no hard block edges)
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 # --- payload -------------------------------------------------------------------------------------------
-
-
-def _crc8(data: bytes, poly: int = 0x07) -> int:
-    crc = 0
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ poly) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc
 
 
 def _to_bits(value: int, n: int) -> list[int]:
@@ -110,18 +119,17 @@ def _from_bits(bits) -> int:
 
 
 def payload_bits(model_id: str | None) -> np.ndarray:
-    """The `(N_BITS,)` uint8 payload: tool tag, first 32 bits of the model id (hex), CRC-8 of those.
+    """The `(N_BITS,)` uint8 payload: the tool tag, then the first 16 bits of the model id (hex).
 
     `model_id` is the hex SHA-256 of the model's weights (`model.autoencoder.model_id`); None or ""
     embeds an all-zero id (the tag alone still labels the output).
     """
-    hex_id = (model_id or "").strip().lower()[:8]
+    hex_id = (model_id or "").strip().lower()[: ID_BITS // 4]
     try:
-        ident = int(hex_id.ljust(8, "0"), 16) if hex_id else 0
+        ident = int(hex_id.ljust(ID_BITS // 4, "0"), 16) if hex_id else 0
     except ValueError as exc:
         raise FaceswapError(f"model id {model_id!r} is not hexadecimal") from exc
-    crc = _crc8(ident.to_bytes(4, "big"))
-    return np.array(_to_bits(TOOL_TAG, TAG_BITS) + _to_bits(ident, ID_BITS) + _to_bits(crc, CRC_BITS), np.uint8)
+    return np.array(_to_bits(TOOL_TAG, TAG_BITS) + _to_bits(ident, ID_BITS), np.uint8)
 
 
 TAG_PATTERN = np.array(_to_bits(TOOL_TAG, TAG_BITS), np.uint8)
@@ -135,15 +143,15 @@ def binomial_tail(n: int, k: int) -> float:
 # --- keyed layout --------------------------------------------------------------------------------------
 
 
-GROUP = (3, 4)  # blocks: every group of 3 x 4 blocks (60 positions) holds each of the 56 bits at least once
+GROUP = (3, 4)  # blocks: every group of 3 x 4 blocks (120 positions) holds each of the 32 bits at least three times
 
 
 @lru_cache(maxsize=8)
 def _tile(key: bytes) -> tuple[np.ndarray, np.ndarray]:
     """Bit index `(TILE, TILE, K)` int64 and sign `(TILE, TILE, K)` float32 of one tile, from the key.
 
-    Bits are dealt group by group (a random permutation of all bits, topped up with random extra
-    bits, in every `GROUP` of blocks), so any face region holds every bit about equally often."""
+    Bits are dealt group by group (all bits, as often as they fit, topped up with random extra bits,
+    shuffled, in every `GROUP` of blocks), so any face region holds every bit about equally often."""
     seed = int.from_bytes(hashlib.sha256(b"faceswap-watermark-layout\0" + key).digest()[:16], "big")
     rng = np.random.default_rng(seed)
     gy, gx = GROUP
@@ -152,7 +160,8 @@ def _tile(key: bytes) -> tuple[np.ndarray, np.ndarray]:
     bit = np.empty((TILE // gy + 1, gy, TILE // gx + 1, gx, k), np.int64)
     for i in range(bit.shape[0]):
         for j in range(bit.shape[2]):
-            deal = np.concatenate([np.arange(N_BITS), rng.integers(0, N_BITS, per_group - N_BITS)])
+            full = np.tile(np.arange(N_BITS), per_group // N_BITS)
+            deal = np.concatenate([full, rng.integers(0, N_BITS, per_group - len(full))])
             bit[i, :, j] = rng.permutation(deal).reshape(gy, gx, k)
     bit = bit.reshape((TILE // gy + 1) * gy, (TILE // gx + 1) * gx, k)[:TILE, :TILE]
     sign = rng.choice(np.array([-1.0, 1.0], np.float32), size=(TILE, TILE, k))
@@ -186,7 +195,7 @@ def _dct_matrix() -> np.ndarray:
     return d.astype(np.float32)
 
 
-def _select_matrix() -> np.ndarray:  # noqa: D401
+def _select_matrix() -> np.ndarray:
     """`(K, 8, 8)` basis images of the chosen coefficients (orthonormal DCT-II)."""
     d = _dct_matrix()
     return np.stack([np.outer(d[u], d[v]) for u, v in COEFFS]).astype(np.float32)
@@ -194,11 +203,12 @@ def _select_matrix() -> np.ndarray:  # noqa: D401
 
 _BASIS = _select_matrix()
 
-
 _HF = np.ones((BLOCK, BLOCK), bool)
 _HF[:3, :3] = False
 _HF[0, :] = False
 _HF[:, 0] = False  # "texture": every AC term off the first row/column and outside the 3x3 corner
+_ACTIVITY = np.ones((BLOCK, BLOCK), bool)
+_ACTIVITY[0, 0] = _ACTIVITY[0, 1] = _ACTIVITY[1, 0] = False  # every AC term but the shading gradients
 
 
 def _blocks(y: np.ndarray) -> np.ndarray:
@@ -206,16 +216,29 @@ def _blocks(y: np.ndarray) -> np.ndarray:
     return y[: nby * BLOCK, : nbx * BLOCK].reshape(nby, BLOCK, nbx, BLOCK).transpose(0, 2, 1, 3)
 
 
-def _analyse(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Chosen DCT coefficients `(nby, nbx, K)` of every whole 8x8 block of a canonical luma image
-    `(h, w)`, and each block's weight `(nby, nbx)` = 1 / (1 + E / TEXTURE_E0), E the mean square
-    of its high-frequency terms. The weight is key-independent and untouched by the mark (which
-    lives in other terms): busy blocks, where H.264 leaves the most noise, count less."""
+def _analyse(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of every whole 8x8 block of a canonical luma image `(h, w)`: the chosen DCT coefficients
+    `(nby, nbx, K)`, the decoder's block weight `(nby, nbx)` = 1 / (1 + E / TEXTURE_E0) (E: mean
+    square of the block's high-frequency terms, which the mark leaves alone) and its activity
+    `(nby, nbx)` (RMS of the AC terms but (0,1)/(1,0)), which sets the masking allowance."""
     d = _dct_matrix()
     full = d @ _blocks(y) @ d.T  # (nby, nbx, 8, 8)
     coef = np.stack([full[..., u, v] for u, v in COEFFS], -1)
-    weight = np.maximum(1.0 / (1.0 + (full[..., _HF] ** 2).mean(-1) / TEXTURE_E0), OMEGA_FLOOR)
-    return coef, weight.astype(np.float32)
+    weight = 1.0 / (1.0 + (full[..., _HF] ** 2).mean(-1) / TEXTURE_E0)
+    activity = np.sqrt((full[..., _ACTIVITY] ** 2).mean(-1))
+    return coef, weight.astype(np.float32), activity.astype(np.float32)
+
+
+def _psi(c: np.ndarray) -> np.ndarray:
+    """The decoder's redescending limiter psi(c) = c exp(-c^2 / 2 PSI_C0^2): linear for weak
+    coefficients, back to 0 for strong ones (edges, eyes: host that no invisible mark can outweigh).
+    Odd, so the null distribution stays symmetric."""
+    return c * np.exp(-0.5 * (c / PSI_C0) ** 2)
+
+
+def _psi_slope(c: np.ndarray) -> np.ndarray:
+    r = (c / PSI_C0) ** 2
+    return np.maximum((1.0 - r) * np.exp(-0.5 * r), 0.0)
 
 
 def _synthesise(coef: np.ndarray) -> np.ndarray:
@@ -235,6 +258,11 @@ def canonical_luma(frame: np.ndarray) -> np.ndarray:
 # --- embedding -----------------------------------------------------------------------------------------
 
 
+def _soften(delta: np.ndarray) -> np.ndarray:
+    """The mark is Gaussian-softened in canonical pixels before it is drawn: no hard block edges."""
+    return cv2.GaussianBlur(delta, (0, 0), SOFTEN, borderType=cv2.BORDER_REFLECT)
+
+
 def _draw_native(delta: np.ndarray, sy: float, sx: float, oy: float, ox: float, size: tuple[int, int]) -> np.ndarray:
     """Bilinear drawing of a canonical image at native scale, cv2.resize's pixel-centre convention:
     native (x, y) <- canonical ((x + ox + 0.5) / sx - 0.5, ...), `ox`/`oy` the native offset of
@@ -246,8 +274,8 @@ def _draw_native(delta: np.ndarray, sy: float, sx: float, oy: float, ox: float, 
 
 @lru_cache(maxsize=16)
 def _roundtrip_gain(sy: float, sx: float) -> np.ndarray:
-    """`(K,)`: how much of a coefficient change survives drawing at native scale and the decoder's
-    area resize back (the resampling is a low-pass), measured once per frame scale."""
+    """`(K,)`: how much of a (softened) coefficient change survives drawing at native scale and the
+    decoder's area resize back (both low-pass), measured once per frame scale."""
     n = 8 * BLOCK
     rng = np.random.default_rng(0)
     signs = rng.choice([-1.0, 1.0], size=(8, 8, len(COEFFS))).astype(np.float32)
@@ -255,17 +283,32 @@ def _roundtrip_gain(sy: float, sx: float) -> np.ndarray:
     for k in range(len(COEFFS)):
         coef = np.zeros_like(signs)
         coef[..., k] = signs[..., k]
+        soft = _soften(_synthesise(coef))
         native = (int(round(n * sy)), int(round(n * sx)))
-        up = _draw_native(_synthesise(coef), sy, sx, 0.0, 0.0, native)
-        back = cv2.resize(up, (n, n), interpolation=cv2.INTER_AREA)
-        got = _analyse(back)[0][2:-2, 2:-2, k]
-        gains.append(float((got * signs[2:-2, 2:-2, k]).mean()))
+        back = cv2.resize(_draw_native(soft, sy, sx, 0.0, 0.0, native), (n, n), interpolation=cv2.INTER_AREA)
+        before, after = _analyse(soft)[0][2:-2, 2:-2, k], _analyse(back)[0][2:-2, 2:-2, k]
+        gains.append(float((after * before).sum() / (before * before).sum()))
     return np.clip(np.array(gains, np.float32), 0.05, 1.0)
 
 
-def _amplitude(energy: np.ndarray, signs: np.ndarray, host: np.ndarray, budget: float, cap: float) -> float:
-    """Largest margin alpha (<= cap) whose delta energy sum_i E_i max(0, alpha - s_i h_i)^2 fits
-    `budget` (bisection: the energy grows with alpha)."""
+@lru_cache(maxsize=1)
+def _soften_gain() -> np.ndarray:
+    """`(K,)`: how much of a coefficient change its own softening keeps (the rest spills to other terms
+    and neighbouring blocks, which the embedder measures and corrects)."""
+    rng = np.random.default_rng(0)
+    signs = rng.choice([-1.0, 1.0], size=(8, 8, len(COEFFS))).astype(np.float32)
+    gains = []
+    for k in range(len(COEFFS)):
+        coef = np.zeros_like(signs)
+        coef[..., k] = signs[..., k]
+        got = _analyse(_soften(_synthesise(coef)))[0][2:-2, 2:-2, k]
+        gains.append(float((got * signs[2:-2, 2:-2, k]).mean()))
+    return np.array(gains, np.float32)
+
+
+def _margin(energy: np.ndarray, signs: np.ndarray, host: np.ndarray, budget: float, cap: float) -> float:
+    """Largest margin alpha (<= cap) whose energy sum_i E_i max(0, alpha - s_i h_i)^2 fits `budget`
+    (bisection: the energy grows with alpha)."""
 
     def cost(alpha: float) -> float:
         return float((energy * np.maximum(0.0, alpha - signs * host) ** 2).sum())
@@ -273,14 +316,14 @@ def _amplitude(energy: np.ndarray, signs: np.ndarray, host: np.ndarray, budget: 
     if cost(cap) <= budget:
         return cap
     lo, hi = 0.0, cap
-    for _ in range(40):
+    for _ in range(30):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if cost(mid) <= budget else (lo, mid)
     return lo
 
 
 def embed(frame: np.ndarray, mask: np.ndarray | None, bits: np.ndarray, key: bytes = DEFAULT_KEY,
-          psnr: float = DEFAULT_PSNR, out: np.ndarray | None = None) -> np.ndarray:
+          strength: float = DEFAULT_STRENGTH, out: np.ndarray | None = None) -> np.ndarray:
     """Mark the region of `frame` under `mask`.
 
     Args:
@@ -288,8 +331,7 @@ def embed(frame: np.ndarray, mask: np.ndarray | None, bits: np.ndarray, key: byt
         mask: `(H, W)` float in [0, 1] (or uint8 0..255): where the swapped faces are; None = all.
         bits: `(N_BITS,)` 0/1 payload from `payload_bits`.
         key: layout key (the decoder needs the same).
-        psnr: distortion budget of the marked region in dB (canonical pixels): the margin alpha is
-            the largest this budget pays for (capped at `MAX_STRENGTH`).
+        strength: multiplies the masking allowance (1 = the calibrated default).
         out: where to write the result (may be `frame` itself: in place); default a new array.
     Returns:
         the marked `(H, W, 3)` uint8 frame (`out`).
@@ -325,36 +367,41 @@ def embed(frame: np.ndarray, mask: np.ndarray | None, bits: np.ndarray, key: byt
         return out
     y = canonical_luma(frame)
     cy0, cy1, cx0, cx1 = by0 * BLOCK, by1 * BLOCK, bx0 * BLOCK, bx1 * BLOCK
-    coef, omega = _analyse(y[cy0:cy1, cx0:cx1])
-    # Mask cover of each canonical block.
+    coef, omega, activity = _analyse(y[cy0:cy1, cx0:cx1])
     mc = cv2.resize(mask, (wc, hc), interpolation=cv2.INTER_AREA)[cy0:cy1, cx0:cx1]
-    wb = mc.reshape(by1 - by0, BLOCK, bx1 - bx0, BLOCK).mean((1, 3))  # (nby, nbx) mask cover
-    # The decoder counts blocks well inside the face (cover >= COUNT_COVER) with weight omega; a
-    # coefficient change d becomes ~ cover^2 d there (the delta is masked again at native size). Edge
-    # blocks are marked too but not counted: their gain is ill-defined and the face outline, the
-    # strongest host texture, would leak into the statistics whenever the decoder's gate moves.
-    counted = (wb >= COUNT_COVER) * omega
-    gain = (wb * wb * omega)[..., None] * _roundtrip_gain(round(sy, 4), round(sx, 4))
+    cover = mc.reshape(by1 - by0, BLOCK, bx1 - bx0, BLOCK).mean((1, 3))  # (nby, nbx) mask cover
+    # The decoder counts blocks well inside the face; the delta is masked again at native size, so
+    # a coefficient change d arrives as ~ cover * d. Edge blocks are marked but not counted.
+    counted = (cover >= COUNT_COVER) * omega
+    jnd = np.clip(JND_FLOOR + JND_SLOPE * activity, JND_FLOOR, JND_CAP) * strength  # (nby, nbx) allowance
+    slope = _psi_slope(coef)  # the limiter ignores changes of coefficients far beyond PSI_C0: spend nothing there
+    alloc = (jnd * cover)[..., None] * slope  # canonical change per unit beta, (nby, nbx, K)
+    native_gain = _roundtrip_gain(round(sy, 4), round(sx, 4))
+    gain = cover[..., None] * alloc * (native_gain * _soften_gain())  # expected coefficient change per unit beta
+    response = counted[..., None] * slope * gain
     bit_idx, sign = _layout(key, by0, by1, bx0, bx1)
-    host = np.bincount(bit_idx.ravel(), weights=(sign * coef * counted[..., None]).ravel(), minlength=N_BITS)
-    response = np.bincount(bit_idx.ravel(), weights=gain.ravel(), minlength=N_BITS)
-    ok = response > 1e-6
-    h_i = np.where(ok, host / np.where(ok, response, 1.0), 0.0)
+    flat = bit_idx.ravel()
+    host = np.bincount(flat, weights=(sign * _psi(coef) * counted[..., None]).ravel(), minlength=N_BITS)
+    resp = np.bincount(flat, weights=response.ravel(), minlength=N_BITS)
+    ok = resp > 1e-6
+    h_i = np.where(ok, host / np.where(ok, resp, 1.0), 0.0) / GAIN_FLOOR
     s = bits * 2.0 - 1.0
-    # Distortion budget over the marked region (in canonical pixels, ~ native pixels after upsampling).
-    region = max(float((wb >= 0.5).sum()) * BLOCK * BLOCK, 1.0)  # ~ the native pixels with mask >= 1/2
-    budget = region * 255.0**2 / 10 ** (psnr / 10)
-    energy = np.bincount(bit_idx.ravel(), weights=np.broadcast_to((wb * wb)[..., None], coef.shape).ravel(), minlength=N_BITS)
-    # Informed embedding: bit i must end with a normalised projection s_i P_i / R_i >= alpha. Where the
-    # host already leans the right way by more than that, nothing is added; elsewhere the change
-    # is just what closes the gap (this is improved spread spectrum, spending nothing on bits the
-    # host gets right). alpha is the largest margin the distortion budget pays for.
-    alpha = _amplitude(energy, s, h_i, budget, MAX_STRENGTH)
-    amp = np.where(ok, s * np.maximum(0.0, alpha - s * h_i), 0.0)
-    delta_c = (wb[..., None] * sign * amp[bit_idx]).astype(np.float32)
-    delta = _synthesise(delta_c)  # canonical px of the block box
-    # Draw the canonical delta at native size over the mask's native box (bilinear, cv2.resize's
-    # pixel-centre convention: native x <-> canonical (x + 0.5) / sx - 0.5).
+    # Masking-normalised energy per unit beta^2 of each bit; the budget is "one allowance on average".
+    energy = np.bincount(flat, weights=((cover[..., None] * alloc / jnd[..., None]) ** 2).ravel(), minlength=N_BITS)
+    positions = max(float((cover >= 0.5).sum()) * len(COEFFS), 1.0)
+    # Informed embedding: bit i ends with s_i P_i / R_i >= alpha where the host is cancelled (over-
+    # cancelled by 1 / GAIN_FLOOR); nothing is spent on bits the host already gets right.
+    alpha = _margin(energy, s, h_i, positions, MAX_MARGIN)
+    beta = np.where(ok, s * np.clip(alpha - s * h_i, 0.0, MAX_CHANGE), 0.0)
+    # The closed form assumes each position moves alone and linearly. Softening spills part of every
+    # change into other terms and blocks, and psi bends strong coefficients: measure what the softened
+    # mark really does to the statistics (in canonical pixels) and top up the bits that fall short.
+    target = s * host + resp * np.abs(beta)
+    for _ in range(REFINE):
+        moved = coef + cover[..., None] * native_gain * _analyse(_soften(_synthesise(alloc * sign * beta[bit_idx])))[0]
+        got = s * np.bincount(flat, weights=(sign * _psi(moved) * counted[..., None]).ravel(), minlength=N_BITS)
+        beta = s * np.minimum(s * beta + np.where(ok, np.maximum(target - got, 0.0) / np.where(ok, resp, 1.0), 0.0), MAX_CHANGE)
+    delta = _soften(_synthesise((alloc * sign * beta[bit_idx]).astype(np.float32)))
     up = _draw_native(delta, sy, sx, ny0 - cy0 * sy, nx0 - cx0 * sx, (ny1 - ny0, nx1 - nx0))
     up *= mask[ny0:ny1, nx0:nx1]
     patch = out[ny0:ny1, nx0:nx1].astype(np.float32)
@@ -393,7 +440,7 @@ def face_region_masks(masks: torch.Tensor | np.ndarray, matrices: torch.Tensor |
 
 def mark_faces(frames: list[np.ndarray], owners: list[int], masks: torch.Tensor | np.ndarray,
                matrices: torch.Tensor | np.ndarray, bits: np.ndarray, key: bytes = DEFAULT_KEY,
-               psnr: float = DEFAULT_PSNR) -> None:
+               strength: float = DEFAULT_STRENGTH) -> None:
     """Watermark every pasted face, in place: the convert hook.
 
     Args:
@@ -409,7 +456,7 @@ def mark_faces(frames: list[np.ndarray], owners: list[int], masks: torch.Tensor 
         frame = frames[frame_index]
         region = face_region_masks(np.asarray(masks[faces] if isinstance(masks, np.ndarray) else masks[faces].cpu()),
                                    matrices[faces], frame.shape[:2])
-        embed(frame, region, bits, key, psnr, out=frame)
+        embed(frame, region, bits, key, strength, out=frame)
 
 
 # --- decoding ------------------------------------------------------------------------------------------
@@ -422,8 +469,7 @@ class WatermarkResult:
     found: at least `TAG_MATCH_THRESHOLD` of the 16 tag bits matched (false-positive rate 2.6e-4).
     confidence: 1 - p_value, p_value = P(this many tag bits match | no mark).
     z: normalised tag correlation (~N(0, 1) without a mark).
-    bits: the decoded `(N_BITS,)` 0/1 payload; model_id: its 8 hex digits when found.
-    id_verified: the id's CRC-8 checks out.
+    bits: the decoded `(N_BITS,)` 0/1 payload; model_id: the first 4 hex digits of the model id, when found.
     """
 
     found: bool
@@ -433,13 +479,12 @@ class WatermarkResult:
     tag_matches: int
     bits: np.ndarray
     model_id: str | None
-    id_verified: bool
     frames: int
     frames_with_faces: int
 
     def to_dict(self) -> dict:
         return {"found": self.found, "confidence": round(self.confidence, 6), "p_value": self.p_value, "z": round(self.z, 2),
-                "tag_matches": f"{self.tag_matches}/{TAG_BITS}", "model_id": self.model_id, "id_verified": self.id_verified,
+                "tag_matches": f"{self.tag_matches}/{TAG_BITS}", "model_id": self.model_id,
                 "frames": self.frames, "frames_with_faces": self.frames_with_faces}
 
 
@@ -450,16 +495,15 @@ def decide(evidence: np.ndarray, key: bytes = DEFAULT_KEY, frames: int = 0, fram
     num = np.bincount(bit_idx.ravel(), weights=(sign * evidence).ravel(), minlength=N_BITS)
     den = np.bincount(bit_idx.ravel(), weights=(evidence.astype(np.float64) ** 2).ravel(), minlength=N_BITS)
     bits = (num > 0).astype(np.uint8)
-    matches = int((bits[:TAG_BITS] == TAG_PATTERN).sum()) if den[:TAG_BITS].sum() > 0 else 0
+    some = den[:TAG_BITS].sum() > 0
+    matches = int((bits[:TAG_BITS] == TAG_PATTERN).sum()) if some else 0
     t = TAG_PATTERN * 2.0 - 1.0
-    tag_den = np.sqrt(den[:TAG_BITS].sum())
-    z = float((t * num[:TAG_BITS]).sum() / tag_den) if tag_den > 0 else 0.0
-    p_value = binomial_tail(TAG_BITS, matches) if den[:TAG_BITS].sum() > 0 else 1.0
+    z = float((t * num[:TAG_BITS]).sum() / np.sqrt(den[:TAG_BITS].sum())) if some else 0.0
+    p_value = binomial_tail(TAG_BITS, matches) if some else 1.0
     found = matches >= TAG_MATCH_THRESHOLD
-    ident = _from_bits(bits[TAG_BITS : TAG_BITS + ID_BITS])
-    id_ok = found and _from_bits(bits[TAG_BITS + ID_BITS :]) == _crc8(ident.to_bytes(4, "big"))
+    ident = _from_bits(bits[TAG_BITS:])
     return WatermarkResult(found=found, confidence=1.0 - p_value, p_value=p_value, z=z, tag_matches=matches, bits=bits,
-                           model_id=f"{ident:08x}" if found else None, id_verified=bool(id_ok), frames=frames,
+                           model_id=f"{ident:0{ID_BITS // 4}x}" if found else None, frames=frames,
                            frames_with_faces=frames_with_faces)
 
 
@@ -503,16 +547,23 @@ def gate_from_landmarks(landmarks, frame_size: tuple[int, int], threshold: float
     # pixel centres: canonical x = (x + 0.5) * wc / w - 0.5
     lm_c = (lm + 0.5) * scale - 0.5
     mats = alignment_matrices(lm_c, GATE_SIZE).numpy()
-    crop = template_face_mask(GATE_SIZE).numpy()
+    crop = _template_mask(GATE_SIZE)
     mask = face_region_masks(np.repeat(crop[None], len(lm), 0), mats, (hc, wc))
     blocks = mask[: nby * BLOCK, : nbx * BLOCK].reshape(nby, BLOCK, nbx, BLOCK).mean((1, 3))
     return (blocks >= threshold).astype(np.float32)
 
 
+@lru_cache(maxsize=2)
+def _template_mask(size: int) -> np.ndarray:
+    from faceswap.faces.align import template_face_mask
+
+    return template_face_mask(size).numpy()
+
+
 def frame_evidence(frame: np.ndarray, gate: np.ndarray | None = None) -> np.ndarray:
-    """Key-independent evidence of one frame: its canonical DCT coefficients times block weights,
-    `(nby, nbx, K)` float32, zero outside `gate` `(nby, nbx)` (from `gate_from_landmarks`; None =
-    the whole frame)."""
+    """Key-independent evidence of one frame: psi of its canonical DCT coefficients times block
+    weights, `(nby, nbx, K)` float32, zero outside `gate` `(nby, nbx)` (from `gate_from_landmarks`;
+    None = the whole frame)."""
     y = canonical_luma(frame)
     nby, nbx = y.shape[0] // BLOCK, y.shape[1] // BLOCK
     out = np.zeros((nby, nbx, len(COEFFS)), np.float32)
@@ -522,8 +573,8 @@ def frame_evidence(frame: np.ndarray, gate: np.ndarray | None = None) -> np.ndar
     if len(rows) == 0:
         return out
     by0, by1, bx0, bx1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    coef, omega = _analyse(y[by0 * BLOCK : by1 * BLOCK, bx0 * BLOCK : bx1 * BLOCK])
-    out[by0:by1, bx0:bx1] = coef * (omega * gate[by0:by1, bx0:bx1])[..., None]
+    coef, omega, _ = _analyse(y[by0 * BLOCK : by1 * BLOCK, bx0 * BLOCK : bx1 * BLOCK])
+    out[by0:by1, bx0:bx1] = _psi(coef) * (omega * gate[by0:by1, bx0:bx1])[..., None]
     return out
 
 
@@ -579,10 +630,10 @@ class WatermarkDecoder:
 
     def result(self) -> WatermarkResult:
         if self.evidence is None:
-            return WatermarkResult(False, 0.0, 1.0, 0.0, 0, np.zeros(N_BITS, np.uint8), None, False, self.frames, 0)
+            return WatermarkResult(False, 0.0, 1.0, 0.0, 0, np.zeros(N_BITS, np.uint8), None, self.frames, 0)
         return decide(self.evidence, self.key, self.frames, self.frames_with_faces)
 
 
-__all__ = ["CANONICAL_SIDE", "DEFAULT_KEY", "DEFAULT_PSNR", "N_BITS", "TAG_MATCH_THRESHOLD", "TOOL_TAG",
+__all__ = ["CANONICAL_SIDE", "DEFAULT_KEY", "DEFAULT_STRENGTH", "N_BITS", "TAG_MATCH_THRESHOLD", "TOOL_TAG",
            "WatermarkDecoder", "WatermarkResult", "binomial_tail", "canonical_luma", "canonical_size", "decide", "embed",
            "face_region_masks", "frame_evidence", "gate_from_boxes", "gate_from_landmarks", "mark_faces", "payload_bits"]
