@@ -10,6 +10,7 @@ run resumes where it stopped.
 from __future__ import annotations
 
 import math
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
@@ -126,7 +127,7 @@ class _Extractor:
         if cpu:
             torch.set_num_threads(max(1, self.torch_threads // 3))
         self.tracker = FaceTracker(self.detector, config.detector.redetect_every) if config.detector.redetect_every > 1 else None
-        self.pool = ThreadPoolExecutor(max_workers=PNG_WRITERS)  # PNG encoding (OpenCV releases the GIL) and fsync waits overlap
+        self.pool = ThreadPoolExecutor(max_workers=PNG_WRITERS)  # PNG encoding (isal releases the GIL) and file writes overlap
         self.detect_pool = ThreadPoolExecutor(max_workers=1)  # the next batch's detection (in order: the tracker has state)
         self.pending: list[Future] = []
         self.replaced_files: set[str] = set()  # old face files to delete once their source is redone
@@ -164,12 +165,15 @@ class _Extractor:
         return Alignments(path, cfg.size, cfg.coverage)
 
     def _checkpoint(self, force: bool = False) -> None:
-        """Save alignments once every face it lists is on disk."""
+        """Save alignments once every face it lists is on disk. Faces are written without an fsync
+        each (measured ~0.8 ms CPU per face and stalled writers); one `os.sync()` here makes them
+        all durable before alignments.json names them."""
         if not force and time.monotonic() - self.last_save < CHECKPOINT_SECONDS:
             return
         for fut in self.pending:
             fut.result()
         self.pending.clear()
+        os.sync()
         self.alignments.save()
         self.last_save = time.monotonic()
 
@@ -205,7 +209,7 @@ class _Extractor:
             entry["frames"][str(idx)].append(record)
             meta = {"source": source, "frame": idx, "face": k, "size": cfg.size, "coverage": cfg.coverage,
                     "tool": f"faceswap {__version__}", **{k2: record[k2] for k2 in ("matrix", "landmarks", "box", "score")}}
-            self.pending.append(self.pool.submit(write_face_png, self.out / name, crop, meta))
+            self.pending.append(self.pool.submit(write_face_png, self.out / name, crop, meta, sync=False))
             self.replaced_files.discard(name)
         self.summary.faces_written += len(flat)
         return len(flat)
