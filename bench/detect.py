@@ -21,8 +21,9 @@ What it does (cached in --work; delete a file to redo it):
 3. Split by time, never by frame: per clip, frames [0, 50%) train the one-class autoencoder and
    the spectral reference (M1 and M2 also trained on this part of A and B), [50%, 70%) fits the
    fusion (real vs M1 swaps, lossless and CRF 23) and calibrates the threshold on its real faces,
-   [70%, 100%) is the test split. M2's swaps and CRF 35 are never seen before the test (M2's
-   swaps are only made of the test split, lossless).
+   [70%, 100%) is the test split. The fusion is source-balanced over the four clips (`fusion.py`).
+   M2's swaps and CRF 35 are never seen before the test (M2's swaps are only made of the test
+   split, lossless).
 4. Frame level: every face of the test split. Video level: windows of WINDOW consecutive frames
    of the test split, scored by their mean logit.
 """
@@ -201,6 +202,7 @@ def fit_detector(data: dict, model: Path, fpr: float, oneclass_iterations: int):
     cat = lambda parts: torch.cat([p[0] for p in parts])  # noqa: E731
     real_train = cat([data[c, "real", k].split("fit") for c in CLIPS_USED for k in seen])
     real_fit = cat([data[c, "real", k].split(None, 0.5, 0.6) for c in CLIPS_USED for k in seen])
+    fit_sources = [c for c in CLIPS_USED for k in seen for _ in range(len(data[c, "real", k].split(None, 0.5, 0.6)[0]))]
     real_cal = cat([data[c, "real", k].split(None, 0.6, 0.7) for c in CLIPS_USED for k in seen])
     fake_fit = cat([data[c, "m1", k].split(None, 0.0, 0.6) for c in CLIPS_USED for k in seen])
     log(f"detector: {len(real_train)} real faces train S2/S3, fusion {len(real_fit)} real vs {len(fake_fit)} M1 swaps, "
@@ -211,7 +213,7 @@ def fit_detector(data: dict, model: Path, fpr: float, oneclass_iterations: int):
     log(f"  one-class AE: {cfg.iterations} iterations in {time.perf_counter() - t:.0f} s")
     swap = load_model(model)
     det = Detector(128, swap.coverage, ae, SpectralReference.fit(real_train), model=swap, model_id=model_id(model))
-    det.fusion = Fusion.fit(signals_of(det, real_fit), signals_of(det, fake_fit))
+    det.fusion = Fusion.fit(signals_of(det, real_fit), signals_of(det, fake_fit), sources=fit_sources)  # source = clip
     det.fusion.calibrate(signals_of(det, real_cal), fpr)
     return det
 
@@ -280,17 +282,28 @@ def evaluate(det, data: dict, work: Path, has_m2: bool) -> dict:
     print_rows(rows)
 
     # Which signal carries the lossless row (each signal alone, higher = fake after the fusion's sign).
-    log("single signals, M1 lossless, frame ROC-AUC (signal sign as the fusion uses it):")
+    log("single signals, M1 lossless, frame ROC-AUC (sign as the fusion uses it; S1: its documented direction):")
+    from faceswap.detect.fusion import ANOMALY_SIGN
+
     names = det.fusion.names
     weights = dict(zip(names, det.fusion.weight))
     line = []
-    for n in names:
+    for n in test["A" if "A" in CLIPS_USED else CLIPS_USED[0], "real", "lossless"]["signals"]:
         r = np.concatenate([test[c, "real", "lossless"]["signals"][n] for c in CLIPS_USED])
         f = np.concatenate([test[c, "m1", "lossless"]["signals"][n] for c in CLIPS_USED])
-        sign = 1.0 if weights[n] >= 0 else -1.0
+        sign = (1.0 if weights[n] >= 0 else -1.0) if n in weights else (-1.0 if ANOMALY_SIGN.get(n, 1.0) < 0 else 1.0)
         auc = metrics.roc_auc(sign * np.r_[r, f], np.r_[np.zeros(len(r)), np.ones(len(f))])
-        line.append(f"{n} {auc:.3f} (w {weights[n]:+.2f})")
+        line.append(f"{n} {auc:.3f} ({f'w {weights[n]:+.2f}' if n in weights else 'not fused'})")
     log("  " + ", ".join(line))
+    # Identity / clip invariance: real vs real for every clip pair, fused and per signal (0.5 = blind to the clip).
+    pairs = [(a, b) for i, a in enumerate(CLIPS_USED) for b in CLIPS_USED[i + 1:]]
+    log("real vs real, lossless test split, frame ROC-AUC per clip pair (" + " ".join(f"{a}v{b}" for a, b in pairs) + "):")
+    real_sig = {c: test[c, "real", "lossless"] for c in CLIPS_USED}
+    aucs = lambda get: " ".join(f"{metrics.roc_auc(np.r_[get(a), get(b)], np.r_[np.zeros(len(get(a))), np.ones(len(get(b)))]):.2f}"  # noqa: E731
+                                for a, b in pairs)
+    log(f"  {'fused logit':<14} {aucs(lambda c: real_sig[c]['logit'])}")
+    for n in real_sig[CLIPS_USED[0]]["signals"]:
+        log(f"  {n:<14} {aucs(lambda c: real_sig[c]['signals'][n])}{'' if n in names else '  (reported, not fused)'}")
 
     curves = {r["name"]: r.pop("roc") for r in rows if not r["name"].startswith("sanity")}
     for r in rows:

@@ -378,7 +378,7 @@ def detect_score(inputs, detector_dir, model_dir, as_json, fpr, top_k, no_waterm
               help="Real faces: videos, images or face folders (repeatable). Split per source by time.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Detector dir to write.")
 @click.option("-m", "--model-dir", type=click.Path(path_type=Path), default=None,
-              help="Swap model to detect (adds S1; without --fake, its own swaps of held-out faces fit the fusion).")
+              help="Swap model to detect (adds S1, reported per face, not fused; without --fake, its own swaps of held-out faces fit the fusion).")
 @click.option("--fake", multiple=True, type=click.Path(path_type=Path), help="Known swaps to fit the fusion (repeatable).")
 @click.option("--holdout", default=0.3, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Last fraction of each real source held out: half fits the fusion, half calibrates the threshold.")

@@ -146,7 +146,7 @@ def test_calibration_hits_the_requested_fpr_on_fresh_real_faces(fpr):
 
 def test_unsupervised_fusion_uses_the_documented_directions():
     real = {"s1_err_a": torch.tensor([1.0, 2.0, 3.0]), "s3_spec": torch.tensor([0.0, 1.0, 2.0]), "s2_oneclass": torch.tensor([1.0, 2.0, 3.0])}
-    fusion = Fusion.fit(real)
+    fusion = Fusion.fit(real, names=list(real))  # S1 named explicitly: by default it is only reported
     assert not fusion.supervised and fusion.weight == pytest.approx([-1 / 3, 1 / 3, 1 / 3])
     low_err = fusion.logit({"s1_err_a": torch.tensor([0.0]), "s3_spec": torch.tensor([1.0]), "s2_oneclass": torch.tensor([2.0])})
     assert low_err.item() == pytest.approx(2.0 / 3)  # z = -2 for the error, counted as +2
@@ -207,7 +207,7 @@ def detdir(data):
 
 def test_detector_round_trip_and_refusals(data, detdir, tmp_path):
     det = Detector.load(detdir, data["model_dir"])
-    assert det.model_id and det.size == SIZE and det.fusion.names[:4] == ["s1_err_a", "s1_gap_a", "s1_err_b", "s1_gap_b"]
+    assert det.model_id and det.size == SIZE and det.fusion.names[:3] == ["s2_oneclass", "s2_rel_err", "s2_rel_res"]
     faces = data["faces"]["a2"][:8]
     first = det.score(faces)
     again = Detector.load(detdir, data["model_dir"]).score(faces)
@@ -230,7 +230,8 @@ def test_detector_round_trip_and_refusals(data, detdir, tmp_path):
     summary = run_detect_train(DetectTrainConfig(real=[data["dirs"]["a1"]], output=plain, size=SIZE, oneclass=QUICK_AE, device="cpu"),
                                show_progress=False)
     assert not summary.supervised and summary.fakes == "none: unsupervised rule" and summary.validation is None
-    assert Detector.load(plain).fusion.names == ["s2_oneclass", "s3_spec", "s3_hf"]
+    assert Detector.load(plain).fusion.names == ["s2_oneclass", "s2_rel_err", "s2_rel_res", "s3_spec", "s3_hf", "s3_band0",
+                                                 "s3_band1", "s3_band2", "s3_tile_hf", "s3_tile_slope"]
     with pytest.raises(FaceswapError, match="calibrated without a swap model"):
         Detector.load(plain, data["model_dir"])
     broken = tmp_path / "broken"

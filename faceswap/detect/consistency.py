@@ -11,6 +11,19 @@ err(u, v) = mean over the levels of a 3-level Laplacian pyramid of |u - v| + (1 
 each a weighted mean inside the eroded template face mask (the region convert pastes, minus its
 feathered edge, so the untouched background does not dilute the score).
 
+Reported, not fused (`fusion.REPORTED_ONLY`). Measured on the shared clips' test split (M1 =
+the `lite` model trained on clips A and B; real vs its swaps, lossless, single-signal ROC-AUC, and
+the six real-vs-real clip pairs AvB AvC AvD BvC BvD CvD):
+
+    s1_err_a 0.28  s1_err_b 0.38  s1_gap_a 0.37  s1_gap_b 0.52    (< 0.5: swaps score HIGHER)
+    min_k err 0.29   min_k gap 0.49   gap/err of the better decoder 0.71   max_k err 0.15
+    pairs: every one of these has a pair at 0.00-0.01 or 0.99-1.00 (A vs B: err_a 1.00, err_b 0.00)
+
+A decoder rebuilds the real faces it was trained on (A, B) as well as its own outputs, and the
+frame round trip (paste, codec, re-detection, resampling) moves a swap off the decoder's fixed
+point, so on real data S1 mostly says which identity a face is. It stays useful on the model's
+own raw outputs (tests) and as a per-face report.
+
 Precision: bf16 autocast (what `resolve_precision("auto")` picks on this CPU, as convert does) was
 measured against fp32 on 96 held-out real faces of clip A and 96 `lite` swaps of them, single
 thread: 14.2 vs 19.6 ms per face, every S1 score correlated > 0.9999 with its fp32 value (median

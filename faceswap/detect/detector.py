@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from faceswap.atomic import atomic_write_bytes
 from faceswap.detect.consistency import consistency_signals
 from faceswap.detect.fusion import Fusion
-from faceswap.detect.oneclass import OneClassAE, OneClassConfig, oneclass_score
-from faceswap.detect.spectral import SpectralReference, spectral_signals
+from faceswap.detect.oneclass import OneClassAE, OneClassConfig, oneclass_signals
+from faceswap.detect.regions import check_coverage
+from faceswap.detect.spectral import SpectralReference, band_signals, spectral_signals, tile_signals
 from faceswap.errors import FaceswapError
 
 FORMAT = "faceswap-detector"
@@ -45,6 +46,7 @@ class Detector:
                  model=None, model_id: str | None = None, training: dict | None = None, precision: str = "auto"):
         from faceswap.convert.swap import resolve_precision
 
+        check_coverage(size, coverage)
         self.size, self.coverage = size, coverage
         self.oneclass, self.spectral, self.fusion = oneclass.eval(), spectral, fusion
         self.model, self.model_id = model, model_id
@@ -70,8 +72,10 @@ class Detector:
         out = {}
         if self.model is not None:
             out.update(consistency_signals(self.model, x, self.precision))
-        out["s2_oneclass"] = oneclass_score(self.oneclass, x, self.coverage)
+        out.update(oneclass_signals(self.oneclass, x, self.coverage))
         out.update(spectral_signals(self.spectral, x))
+        out.update(band_signals(x, self.coverage))
+        out.update(tile_signals(x, self.coverage))
         return {k: v.float().cpu() for k, v in out.items()}
 
     def score(self, faces: torch.Tensor, fpr: float | None = None) -> dict[str, torch.Tensor]:

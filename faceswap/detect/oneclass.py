@@ -15,6 +15,18 @@ unpredictable texture), so the score is dominated by how much residual there is.
 64 px `lite` model pasted into those crops score ~5x LOWER than real faces (AUC 1.0 in that
 direction), and JPEG at quality 50 or 85 leaves real faces' scores where they were (AUC 0.51 /
 0.50): the fusion learns the direction from known swaps; its unsupervised rule counts S2 two-sided.
+
+That amount of residual is also a property of the camera and clip (real A vs real B ROC-AUC 0.93
+on the shared clips), so two self-referenced scores compare the pasted inner face with the same
+crop's untouched outer ring (`regions.py`), where camera and codec are the same:
+
+    s2_rel_err = log(error in the inner face / error in the outer ring)
+    s2_rel_res = log(residual energy r^2 in the inner face / in the outer ring)
+
+Both are lower for a pasted swap (single-signal ROC-AUC 0.84 on the shared clips, lossless) and
+cancel the codec (real lossless vs real CRF 35: 0.49), but not the scene: clip C's ring has far
+more residual than A's, B's or D's (real-vs-real pair AUCs 0.00 / 1.00 against C; A vs B 0.93).
+They count in the fusion beside the other signals (see spectral.py and fusion.py).
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceswap.detect.consistency import inner_face_mask
+from faceswap.detect.regions import masked_mean, outer_ring_mask
 
 GAIN = 8.0  # residuals are a few percent of the signal; scaled to O(1) for the network
 
@@ -146,3 +159,17 @@ def oneclass_score(ae: OneClassAE, faces: torch.Tensor, coverage: str = "face") 
     err = (ae(r) - r).square().mean(1, keepdim=True)
     m = inner_face_mask(ae.cfg.size, coverage, dev)
     return (err * m).sum((1, 2, 3)) / m.sum()
+
+
+@torch.no_grad()
+def oneclass_signals(ae: OneClassAE, faces: torch.Tensor, coverage: str = "face") -> dict[str, torch.Tensor]:
+    """`{"s2_oneclass", "s2_rel_err", "s2_rel_res"}`, each `(B,)` (see module docs)."""
+    ae.eval()
+    dev = next(ae.parameters()).device
+    x = _prepare(faces.to(dev), ae.cfg.size)
+    r = residual(x, ae.cfg.sigma)
+    err = (ae(r) - r).square().mean(1, keepdim=True)
+    res = r.square().mean(1, keepdim=True)
+    inner, ring = inner_face_mask(ae.cfg.size, coverage, dev), outer_ring_mask(ae.cfg.size, coverage, dev)
+    log_ratio = lambda v: torch.log(masked_mean(v, inner).clamp_min(1e-12) / masked_mean(v, ring).clamp_min(1e-12))  # noqa: E731
+    return {"s2_oneclass": (err * inner).sum((1, 2, 3)) / inner.sum(), "s2_rel_err": log_ratio(err), "s2_rel_res": log_ratio(res)}

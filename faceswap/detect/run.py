@@ -166,8 +166,10 @@ def run_detect(config: DetectConfig, console: Console | None = None, show_progre
         raise FaceswapError("no faces found in " + ", ".join(str(p) for p in config.inputs))
     watermarks = {s: d.result().to_dict() for s, d in decoders.items()} if config.watermark else {}
     sources = verdicts(rows, threshold, config.top_k, watermarks, seen)
-    info = {"dir": str(config.detector_dir), "model_id": det.model_id, "signals": det.fusion.names, "supervised": det.fusion.supervised,
-            "calibrated_fpr": det.fusion.fpr}
+    # "signals": every score reported per face; "fused": those the logit is made of (S1 is reported only).
+    reported = [k for k in rows[0] if k not in ("source", "frame", "logit", "flagged")]
+    info = {"dir": str(config.detector_dir), "model_id": det.model_id, "signals": reported, "fused": det.fusion.names,
+            "supervised": det.fusion.supervised, "calibrated_fpr": det.fusion.fpr}
     return DetectReport(rows, sources, threshold, config.fpr or det.fusion.fpr, info, errors, warnings)
 
 

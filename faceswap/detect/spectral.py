@@ -11,6 +11,34 @@ high-frequency rings r >= S/4 (the upper half of the usable band):
 
     s3_spec = mean_r z_r^2   anomaly in either direction (`spectral_score`)
     s3_hf   = mean_r z_r     signed: < 0 when the face has less fine detail than real faces
+
+These two compare a face with *other* real faces, so they also tell one camera, clip or codec
+from another: on the shared clips' held-out real faces, real A vs real B ROC-AUC was 0.002 (s3_spec)
+and 1.000 (s3_hf). The self-referenced scores compare the pasted inner face with the same crop's
+untouched outer ring (`regions.py`), so sharpness and codec common to the crop cancel:
+
+    s3_band{l} = log(E_l(inner face) / E_l(outer ring)),  l = 0, 1, 2     (`band_signals`)
+                 E_l = mean squared level l of the grey Laplacian pyramid (l = 0: the finest octave)
+    s3_tile_hf    = hf(face tiles) - hf(corner tiles)                      (`tile_signals`)
+    s3_tile_slope = [hf - mid](face tiles) - [hf - mid](corner tiles)
+                 hf / mid = mean log10 power of the upper half / rings 2-3 of the tiles' radial
+                 spectra (same-size tiles, so the rings are the same frequencies)
+
+All are lower for a pasted decoder output that is blurrier than its surroundings (s3_band2, the
+coarsest, moves little). Measured on the shared clips' test split, lossless (`bench/detect.py`
+data; single-signal ROC-AUC real vs `lite` swaps, and real-vs-real for the six clip pairs
+AvB AvC AvD BvC BvD CvD):
+
+    s3_tile_slope  0.993 (CRF 35: 0.955)   pairs 0.21 0.97 0.98 1.00 1.00 0.26
+    s3_tile_hf     0.964 (CRF 35: 0.806)   pairs 0.27 0.00 0.04 0.01 0.24 0.99
+    s3_band0       0.867                   pairs 0.92 0.00 0.01 0.00 0.00 1.00
+    s3_spec        0.987                   pairs 0.00 0.02 0.22 0.62 0.98 0.97  (not self-referenced)
+    s3_hf          0.993                   pairs 1.00 0.98 1.00 0.58 0.99 1.00  (not self-referenced)
+
+None is clip-invariant alone: what surrounds a face differs between scenes (hair, a plain or busy
+background; clip C's ring is unlike the others'). They differ in different directions, though,
+which the source-balanced fusion uses (`fusion.py`): fused, the pairs are 0.50 0.57 0.41 0.64
+0.48 0.25 and the detection AUCs 1.000.
 """
 
 from __future__ import annotations
@@ -20,6 +48,12 @@ from functools import lru_cache
 
 import kornia
 import torch
+from kornia.geometry.transform import build_laplacian_pyramid
+
+from faceswap.detect.consistency import inner_face_mask
+from faceswap.detect.regions import corner_tiles, face_tiles, masked_mean, outer_ring_mask
+
+BANDS = 3  # Laplacian levels compared: 128, 64, 32 px at the default crop
 
 
 @lru_cache(maxsize=8)
@@ -78,6 +112,33 @@ def spectral_signals(ref: SpectralReference, faces: torch.Tensor) -> dict[str, t
     """Both S3 scores `{"s3_spec": (B,), "s3_hf": (B,)}` from one spectrum per face."""
     z = ref.z(faces)[:, ref.high]
     return {"s3_spec": z.square().mean(1), "s3_hf": z.mean(1)}
+
+
+def band_signals(faces: torch.Tensor, coverage: str) -> dict[str, torch.Tensor]:
+    """`(B, 3, S, S)` float in [0, 1] -> `{"s3_band0": (B,), ...}`: inner face / outer ring energy per octave."""
+    grey = kornia.color.rgb_to_grayscale(_as_float(faces))
+    inner = inner_face_mask(grey.shape[-1], coverage, grey.device)
+    ring = outer_ring_mask(grey.shape[-1], coverage, grey.device)
+    out = {}
+    for level, band in enumerate(build_laplacian_pyramid(grey, BANDS + 1)[:BANDS]):
+        energy = band.square()
+        out[f"s3_band{level}"] = torch.log(masked_mean(energy, inner).clamp_min(1e-12) / masked_mean(energy, ring).clamp_min(1e-12))
+    return out
+
+
+def tile_signals(faces: torch.Tensor, coverage: str) -> dict[str, torch.Tensor]:
+    """`(B, 3, S, S)` -> `{"s3_tile_hf", "s3_tile_slope"}` `(B,)`: face tiles' spectrum against the corners'."""
+    x = _as_float(faces)
+
+    def profile(tiles: torch.Tensor) -> torch.Tensor:  # (B, 4, 3, t, t) -> (B, t // 2) mean log10 spectrum
+        b, n = tiles.shape[:2]
+        return radial_spectrum(tiles.flatten(0, 1)).reshape(b, n, -1).mean(1)
+
+    face, corner = profile(face_tiles(x, coverage)), profile(corner_tiles(x, coverage))
+    hi = slice(face.shape[1] // 2, None)
+    hf = lambda p: p[:, hi].mean(1)  # noqa: E731
+    mid = lambda p: p[:, 2:4].mean(1)  # noqa: E731
+    return {"s3_tile_hf": hf(face) - hf(corner), "s3_tile_slope": (hf(face) - mid(face)) - (hf(corner) - mid(corner))}
 
 
 def _as_float(faces: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ Real faces are split per source BY TIME, never by frame (neighbouring frames are
 Single-face sources (photos) are pooled, in name order, into one source for the split. Known
 swaps: the `fake` inputs (split per source the same way: first half fits, second half validates),
 else, with a swap model, faces the model makes from the fit / calibration reals
-(`detect.fakes.model_fakes`), else none (the fusion's unsupervised rule). With fakes for
+(`detect.fakes.model_fakes`), else none (the fusion's unsupervised rule). The fusion is source-balanced over the real
+sources (`fusion.py`) and leaves S1 out (`fusion.REPORTED_ONLY`). With fakes for
 validation, the summary reports ROC-AUC and the TPR at the calibrated threshold on faces the
 fusion never saw.
 """
@@ -84,25 +85,29 @@ class DetectTrainSummary:
         return text
 
 
-def split_by_time(groups: dict[str, tuple[torch.Tensor, list[int]]], fractions: tuple[float, ...]) -> list[torch.Tensor]:
+def split_by_time(groups: dict[str, tuple[torch.Tensor, list[int]]], fractions: tuple[float, ...],
+                  labels: bool = False):
     """Cut each source's faces (in frame order) into consecutive parts: the last parts take
     `fractions` of its faces (part boundaries at rounded cumulative fractions), the first the rest. Returns the parts concatenated
-    over sources, `(n_i, 3, S, S)` uint8 each."""
+    over sources, `(n_i, 3, S, S)` uint8 each; with `labels`, also each part's source name per face."""
     groups = dict(groups)
     singles = [src for src, (faces, _) in groups.items() if len(faces) == 1]
     if len(singles) > 1:  # photos: one pooled "source" in name order
         pooled = torch.cat([groups.pop(s)[0] for s in sorted(singles)])
         groups["(single images)"] = (pooled, list(range(len(pooled))))
     parts: list[list[torch.Tensor]] = [[] for _ in range(len(fractions) + 1)]
-    for faces, _ in groups.values():
+    names: list[list[str]] = [[] for _ in range(len(fractions) + 1)]
+    for source, (faces, _) in groups.items():
         n = len(faces)
         bounds = [n - int(round(n * sum(fractions[i:]))) for i in range(len(fractions))] + [n]
         start = 0
         for i, end in enumerate(bounds):
             parts[i].append(faces[start:end])
+            names[i] += [source] * (end - start)
             start = end
     size = next(iter(groups.values()))[0].shape[1:] if groups else (3, 1, 1)
-    return [torch.cat(p) if p else torch.empty(0, *size, dtype=torch.uint8) for p in parts]
+    out = [torch.cat(p) if p else torch.empty(0, *size, dtype=torch.uint8) for p in parts]
+    return (out, names) if labels else out
 
 
 def _load_model(cfg: DetectTrainConfig, device):
@@ -146,7 +151,7 @@ def run_detect_train(config: DetectTrainConfig, console: Console | None = None, 
             raise FaceswapError("no faces found in the --real inputs " + ", ".join(str(p) for p in cfg.real))
         if cfg.fake and not fake:
             raise FaceswapError("no faces found in the --fake inputs " + ", ".join(str(p) for p in cfg.fake))
-        train, fit, calib = split_by_time(real, (cfg.holdout / 2, cfg.holdout / 2))
+        (train, fit, calib), (_, fit_sources, _) = split_by_time(real, (cfg.holdout / 2, cfg.holdout / 2), labels=True)
         if len(train) < MIN_TRAIN_FACES or len(fit) < 2 or len(calib) < 2:
             raise FaceswapError(f"too few real faces: {len(train)} to train, {len(fit)} to fit, {len(calib)} to calibrate "
                                 f"(need {MIN_TRAIN_FACES}, 2 and 2; give more frames or a larger --holdout)")
@@ -170,7 +175,8 @@ def run_detect_train(config: DetectTrainConfig, console: Console | None = None, 
         fake_fit = fake_val = torch.empty(0)
         how = "none: unsupervised rule"
     fit_sig, calib_sig = signals_of(det, fit), signals_of(det, calib)
-    det.fusion = Fusion.fit(fit_sig, signals_of(det, fake_fit) if len(fake_fit) else None)
+    # Source-balanced: the real sources' mean logits are kept level (see fusion.py).
+    det.fusion = Fusion.fit(fit_sig, signals_of(det, fake_fit) if len(fake_fit) else None, sources=fit_sources)
     threshold = det.fusion.calibrate(calib_sig, cfg.fpr)
 
     validation = None
