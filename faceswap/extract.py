@@ -137,6 +137,7 @@ class _Extractor:
         self.pool = ThreadPoolExecutor(max_workers=PNG_WRITERS)  # PNG encoding (isal releases the GIL) and file writes overlap
         self.detect_pool = ThreadPoolExecutor(max_workers=1)  # the next batch's detection (in order: the tracker has state)
         self.pending: list[Future] = []
+        self.probed: dict[Path, Future] = {}  # videos probed ahead (see `run_extract`)
         self.replaced_files: set[str] = set()  # old face files to delete once their source is redone
         self.last_save = time.monotonic()
 
@@ -254,7 +255,8 @@ class _Extractor:
 
     def video(self, path: Path, progress: Progress | None) -> None:
         cfg = self.config
-        info = probe(path)
+        early = self.probed.pop(path, None)
+        info = early.result() if early else probe(path)
         begun = self._begin_source(path, "video", {"width": info.width, "height": info.height, "fps": info.fps,
                                                    "frame_count": info.frame_count})
         if begun is None:
@@ -364,7 +366,13 @@ def run_extract(config: ExtractConfig, console: Console | None = None, show_prog
     console = console or Console(stderr=True)
     summary_pre = ExtractSummary()
     jobs = _expand_inputs(config.inputs, summary_pre)
-    extractor = _Extractor(config, console, show_progress)
+    # Probe the first video (ffmpeg, in its own processes) while the detector's nets are built.
+    first_video = next((job for kind, job in jobs if kind == "video"), None)
+    with ThreadPoolExecutor(max_workers=1) as prober:
+        early = prober.submit(probe, first_video) if first_video else None
+        extractor = _Extractor(config, console, show_progress)
+        if early:
+            extractor.probed[first_video] = early
     summary = extractor.summary
     summary.errors += summary_pre.errors
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),

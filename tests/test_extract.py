@@ -175,9 +175,9 @@ def test_tracking_gives_full_detections_with_fewer_pyramid_levels(photo_clip, mo
     detector = FaceDetector()
     full = detector.detect(frames)
     levels = []  # max_scale of every frame the tracker detects
-    detect_small = detector._detect_small
-    monkeypatch.setattr(detector, "_detect_small", lambda small, factors, max_scale=None: (
-        levels.extend([max_scale] * len(small)), detect_small(small, factors, max_scale))[1])
+    detect_part = detector._detect_part
+    monkeypatch.setattr(detector, "_detect_part", lambda small, factors, max_scale=None: (
+        levels.extend([max_scale] * len(small)), detect_part(small, factors, max_scale))[1])
     tracker = FaceTracker(detector, redetect_every=8)
     tracked = tracker(frames[:10]) + tracker(frames[10:])  # state carries across chunks
     assert [len(f) for f in tracked] == [len(f) for f in full] == [1] * 24
@@ -192,6 +192,22 @@ def test_tracking_gives_full_detections_with_fewer_pyramid_levels(photo_clip, mo
     again = tracker(frames[:3])
     assert levels[0] is None and None not in levels[1:]
     assert [len(f) for f in again] == [1, 1, 1]
+
+
+def test_tracking_on_two_threads_equals_one_thread(photo_clip):
+    """Segments (a keyframe and the frames up to the next) run side by side on the detector's
+    threads; the faces are those of the one-thread tracker, also across chunk boundaries."""
+    from faceswap.faces.track import FaceTracker
+    from faceswap.video import FrameReader
+
+    frames = np.concatenate([f for _, f in FrameReader(photo_clip).chunks(24)])
+    one, two = FaceTracker(FaceDetector(), 4), FaceTracker(FaceDetector(threads=2), 4)
+    chunks = [frames[:6], frames[6:16], frames[16:]]  # segments straddle chunks, chunks hold 1-3 segments
+    a = [f for c in chunks for f in one(c)]
+    b = [f for c in chunks for f in two(c)]
+    assert [len(f) for f in a] == [len(f) for f in b] == [1] * 24
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(y[0].landmarks, x[0].landmarks, atol=1e-3)
 
 
 def test_tracking_finds_a_new_small_face_at_the_next_keyframe():

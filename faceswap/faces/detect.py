@@ -146,7 +146,7 @@ class FaceDetector:
         first = self._detect_part(small[parts[0]], factors[parts[0]], max_scale)
         return first + [faces for job in jobs for faces in job.result()]
 
-    def _detect_part(self, small: np.ndarray, factors: np.ndarray, max_scale: float | None) -> list[list[Face]]:
+    def _detect_part(self, small: np.ndarray, factors: np.ndarray, max_scale: float | None = None) -> list[list[Face]]:
         from faceswap.faces.cascade import detect_faces  # imports facenet-pytorch: only when detecting
 
         with torch.inference_mode():

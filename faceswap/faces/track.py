@@ -44,31 +44,51 @@ class FaceTracker:
     def __call__(self, frames: np.ndarray) -> list[list[Face]]:
         """Faces in each of `(N, H, W, 3)` uint8 RGB consecutive frames, in frame pixels."""
         detector, n = self.detector, len(frames)
-        small, factor = detector.downscale(frames)
-        factors = np.tile(factor, (n, 1))
-        scale = float(factor.min())
         # Keyframes search the whole pyramid (and the first frame, when no face was in view before).
-        full = [i for i in range(n) if (self.frame + i) % self.redetect_every == 0 or (i == 0 and not self.last)]
+        # Each starts a segment that needs nothing from the frames before it, so a batch's segments
+        # run on the detector's threads side by side; a first segment without a keyframe goes on
+        # from the faces of the previous frame.
+        keys = {i for i in range(n) if (self.frame + i) % self.redetect_every == 0 or (i == 0 and not self.last)}
+        bounds = sorted({0, n, *keys})
+        segments = [(a, b) for a, b in zip(bounds, bounds[1:])]
+        last = self.last
+
+        def run(segment: tuple[int, int], detect) -> list[list[Face]]:
+            a, b = segment
+            small, factor = detector.downscale(frames[a:b])
+            return self._segment(small, factor, a in keys, last, detect)
+
+        if len(segments) > 1 and detector.threads > 1:
+            jobs = [detector._pool.submit(run, seg, detector._detect_part) for seg in segments[1:]]
+            results = run(segments[0], detector._detect_part) + [faces for job in jobs for faces in job.result()]
+        else:  # one segment: the detector splits each of its batches over its threads
+            results = [faces for seg in segments for faces in run(seg, detector._detect_small)]
+        self.frame += n
+        self.last = results[-1]
+        return results
+
+    @staticmethod
+    def _segment(small: np.ndarray, factor: np.ndarray, key: bool, last: list[Face], detect) -> list[list[Face]]:
+        """Faces in one segment's downscaled frames `(n, h, w, 3)` (`factor` `(2,)` small/original):
+        the keyframe, if `key`, with the whole pyramid, then the others with the levels the faces
+        in view call for (`last`: the faces in view before a segment without keyframe)."""
+        n, scale = len(small), float(factor.min())
+        factors = np.tile(factor, (n, 1))
         results: list[list[Face]] = [[] for _ in range(n)]
-        for i, faces in zip(full, detector._detect_small(small[full], factors[full]) if full else []):
-            results[i] = faces
-        in_view = [f.size * scale for faces in [self.last, *(results[i] for i in full)] for f in faces]
-        rest = [i for i in range(n) if i not in full]
+        reference = last  # the latest whole-pyramid answer, or the previous frame's faces
+        if key:
+            results[0] = reference = detect(small[:1], factors[:1])[0]
+        rest = list(range(1 if key else 0, n))
+        in_view = [f.size * scale for f in reference]
         redo = rest if not in_view else []  # no face in view: whole pyramid everywhere
         if rest and in_view:
             smallest = min(in_view)
-            coarse = dict(zip(rest, detector._detect_small(small[rest], factors[rest], max_scale=_WINDOW * LEVEL_MARGIN / smallest)))
-            before = self.last  # the latest whole-pyramid answer
-            for i in range(n):
-                if i not in coarse:
-                    before = results[i]
-                    continue
-                results[i] = coarse[i]
-                if len(coarse[i]) < len(before) or any(f.size * scale < SHRINK * smallest for f in coarse[i]):
+            coarse = detect(small[rest], factors[rest], max_scale=_WINDOW * LEVEL_MARGIN / smallest)
+            for i, faces in zip(rest, coarse):
+                results[i] = faces
+                if len(faces) < len(reference) or any(f.size * scale < SHRINK * smallest for f in faces):
                     redo.append(i)  # a face was lost or shrank: look again with the whole pyramid
         if redo:
-            for i, faces in zip(redo, detector._detect_small(small[redo], factors[redo])):
+            for i, faces in zip(redo, detect(small[redo], factors[redo])):
                 results[i] = faces
-        self.frame += n
-        self.last = results[-1]
         return results
