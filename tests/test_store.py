@@ -65,3 +65,17 @@ def test_encode_keeps_a_valid_png():
     data = encode_face_png(np.full((16, 16, 3), 7, np.uint8), {"a": 1})
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     assert decoded is not None and decoded.shape == (16, 16, 3)
+
+
+def test_face_png_is_lossless_at_odd_sizes_and_refuses_other_arrays():
+    import cv2
+
+    rng = np.random.default_rng(1)
+    for h, w in [(1, 1), (3, 5), (37, 20)]:
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        decoded = cv2.imdecode(np.frombuffer(encode_face_png(image, {}), np.uint8), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(decoded[..., ::-1], image)  # libpng reads our Up-filtered rows exactly
+    with pytest.raises(FaceswapError, match="uint8"):
+        encode_face_png(np.zeros((4, 4), np.uint8), {})
+    with pytest.raises(FaceswapError, match="uint8"):
+        encode_face_png(np.zeros((4, 4, 3), np.float32), {})
