@@ -205,6 +205,7 @@ def fit_detector(data: dict, model: Path, fpr: float, oneclass_iterations: int):
     fit_sources = [c for c in CLIPS_USED for k in seen for _ in range(len(data[c, "real", k].split(None, 0.5, 0.6)[0]))]
     real_cal = cat([data[c, "real", k].split(None, 0.6, 0.7) for c in CLIPS_USED for k in seen])
     fake_fit = cat([data[c, "m1", k].split(None, 0.0, 0.6) for c in CLIPS_USED for k in seen])
+    fake_sources = [c for c in CLIPS_USED for k in seen for _ in range(len(data[c, "m1", k].split(None, 0.0, 0.6)[0]))]
     log(f"detector: {len(real_train)} real faces train S2/S3, fusion {len(real_fit)} real vs {len(fake_fit)} M1 swaps, "
         f"{len(real_cal)} real calibrate")
     t = time.perf_counter()
@@ -213,9 +214,45 @@ def fit_detector(data: dict, model: Path, fpr: float, oneclass_iterations: int):
     log(f"  one-class AE: {cfg.iterations} iterations in {time.perf_counter() - t:.0f} s")
     swap = load_model(model)
     det = Detector(128, swap.coverage, ae, SpectralReference.fit(real_train), model=swap, model_id=model_id(model))
-    det.fusion = Fusion.fit(signals_of(det, real_fit), signals_of(det, fake_fit), sources=fit_sources)  # source = clip
+    fit_sig = {"real": signals_of(det, real_fit), "fake": signals_of(det, fake_fit), "real_sources": fit_sources,
+               "fake_sources": fake_sources}
+    det.fusion = Fusion.fit(fit_sig["real"], fit_sig["fake"], sources=fit_sources)  # source = clip
     det.fusion.calibrate(signals_of(det, real_cal), fpr)
-    return det
+    return det, fit_sig
+
+
+def ablations(fit_sig: dict, test: dict) -> None:
+    """What the source balance and the self-referenced signals each do, on the same signals: real vs
+    real clip-pair AUCs of fusions refitted (a) without the balance, (b) as the earlier detector
+    (S1 + s2_oneclass + s3_spec + s3_hf, unbalanced), (c) balanced but leaving each clip out of the
+    fit (that clip's real test faces against the others': how far the balance carries to a source
+    it never saw). Detection AUC (M1 lossless) beside each."""
+    from faceswap.detect import Fusion, metrics
+
+    auc = lambda a, b: metrics.roc_auc(np.r_[a, b], np.r_[np.zeros(len(a)), np.ones(len(b))])  # noqa: E731
+    real_t = {c: test[c, "real", "lossless"]["signals"] for c in CLIPS_USED}
+    fake_t = {c: test[c, "m1", "lossless"]["signals"] for c in CLIPS_USED}
+    pick = lambda sig, keep: {k: v[torch.as_tensor(keep)] for k, v in sig.items()}  # noqa: E731
+    pairs = [(a, b) for i, a in enumerate(CLIPS_USED) for b in CLIPS_USED[i + 1:]]
+
+    def show(label: str, fusion) -> None:
+        lg = {c: fusion.logit({k: torch.as_tensor(v) for k, v in real_t[c].items()}).numpy() for c in CLIPS_USED}
+        lf = np.concatenate([fusion.logit({k: torch.as_tensor(v) for k, v in fake_t[c].items()}).numpy() for c in CLIPS_USED])
+        det_auc = auc(np.concatenate(list(lg.values())), lf)
+        log(f"  {label:<48} pairs {' '.join(f'{auc(lg[a], lg[b]):.2f}' for a, b in pairs)}   M1 lossless {det_auc:.3f}")
+
+    real, fake, src = fit_sig["real"], fit_sig["fake"], fit_sig["real_sources"]
+    log("ablations (" + " ".join(f"{a}v{b}" for a, b in pairs) + "):")
+    show("as fitted: S2 + S3, source-balanced", Fusion.fit(real, fake, sources=src))
+    show("S2 + S3, not balanced", Fusion.fit(real, fake))
+    old = [n for n in ("s1_err_a", "s1_gap_a", "s1_err_b", "s1_gap_b", "s2_oneclass", "s3_spec", "s3_hf") if n in real]
+    show("earlier detector: S1 + s2_oneclass + s3_spec/hf", Fusion.fit(real, fake, names=old))
+    for out in CLIPS_USED:
+        keep_r = [s != out for s in src]
+        keep_f = [s != out for s in fit_sig["fake_sources"]]
+        fusion = Fusion.fit(pick(real, keep_r), pick(fake, keep_f), sources=[s for s in src if s != out])
+        lg = {c: fusion.logit({k: torch.as_tensor(v) for k, v in real_t[c].items()}).numpy() for c in CLIPS_USED}
+        log(f"  balanced, clip {out} left out of the fit: {out} vs " + " ".join(f"{c} {auc(lg[out], lg[c]):.2f}" for c in CLIPS_USED if c != out))
 
 
 # --- 4. evaluation ----------------------------------------------------------------------------
@@ -247,7 +284,7 @@ def print_rows(rows: list[dict]) -> None:
             f"{vi['tpr_at_0.01_fpr']:6.3f} | {r['tpr_at_threshold']:7.3f} {r['fpr_at_threshold']:7.3f}  {verdict}")
 
 
-def evaluate(det, data: dict, work: Path, has_m2: bool) -> dict:
+def evaluate(det, data: dict, work: Path, has_m2: bool, fit_sig: dict | None = None) -> dict:
     from faceswap.detect import metrics
     from faceswap.detect.run import signals_of
 
@@ -304,6 +341,8 @@ def evaluate(det, data: dict, work: Path, has_m2: bool) -> dict:
     log(f"  {'fused logit':<14} {aucs(lambda c: real_sig[c]['logit'])}")
     for n in real_sig[CLIPS_USED[0]]["signals"]:
         log(f"  {n:<14} {aucs(lambda c: real_sig[c]['signals'][n])}{'' if n in names else '  (reported, not fused)'}")
+    if fit_sig is not None and len(CLIPS_USED) > 2:
+        ablations(fit_sig, test)
 
     curves = {r["name"]: r.pop("roc") for r in rows if not r["name"].startswith("sanity")}
     for r in rows:
@@ -367,9 +406,9 @@ def main() -> None:
         for kind in kinds:
             for codec in (CODECS if kind != "m2" else CODECS[:1]):
                 data[c, kind, codec] = Faces(args.work / "faces" / f"{c}_{kind}_{codec}", n, 128, first_frame(c, kind))
-    det = fit_detector(data, args.model, 0.01, args.oneclass_iterations)
+    det, fit_sig = fit_detector(data, args.model, 0.01, args.oneclass_iterations)
     det.save(args.work / "detector")
-    results = evaluate(det, data, args.work, has_m2)
+    results = evaluate(det, data, args.work, has_m2, fit_sig)
     results["speed"] = speed(det, args.work)
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     (args.work / "results.json").write_text(json.dumps(results, indent=2, default=float))

@@ -5,12 +5,13 @@
    class-balanced logistic regression (torch LBFGS), source-balanced when the real faces' sources
    (clips, people) are known: the loss adds `balance` x the variance, over sources, of each
    source's mean real logit, so the weights that separate real from fake are also the ones that
-   leave the real sources level. Measured on the shared clips' test split (S2 + S3 signals, fusion
-   fitted on the four clips' [50 %, 60 %) reals): real-vs-real ROC-AUC of the six clip pairs
-   0.41 0.92 0.48 0.97 0.68 0.02 without, 0.50 0.57 0.41 0.64 0.48 0.25 with it, detection
-   AUCs 1.000 either way. It is fitted on the sources it sees; leaving one clip out of the fit,
-   that clip's real faces against the other three ranged 0.22-0.82 (0.00-0.99 for the fusion of
-   the earlier, not self-referenced S1/S2/S3 signals). Without fakes (`supervised = False`) the
+   leave the real sources level. Measured by `bench/detect.py` on the shared clips' test split
+   (S2 + S3 signals, fusion fitted on the four clips' [50 %, 60 %) reals): real-vs-real ROC-AUC
+   of the six clip pairs AvB AvC AvD BvC BvD CvD 0.41 0.92 0.48 0.97 0.68 0.02 without,
+   0.50 0.57 0.41 0.64 0.48 0.24 with it, detection AUCs 1.000 either way (the earlier detector,
+   S1 + s2_oneclass + s3_spec/hf unbalanced: 0.01 0.34 0.03 0.99 0.75 0.05). It is fitted on the
+   sources it sees; leaving one clip out of the fit, that clip's real faces against the other
+   three's ranged 0.22-0.82. Without fakes (`supervised = False`) the
    documented unsupervised rule is used: logit = mean_k(ANOMALY_SIGN[k] * z_k), each z-score
    counted in the direction that means "less like real faces / more like this model's output";
    a signal with sign 0 is two-sided and counts |z_k| (the one-class error: measured on the real

@@ -38,7 +38,7 @@ AvB AvC AvD BvC BvD CvD):
 None is clip-invariant alone: what surrounds a face differs between scenes (hair, a plain or busy
 background; clip C's ring is unlike the others'). They differ in different directions, though,
 which the source-balanced fusion uses (`fusion.py`): fused, the pairs are 0.50 0.57 0.41 0.64
-0.48 0.25 and the detection AUCs 1.000.
+0.48 0.24 and the detection AUCs 1.000.
 """
 
 from __future__ import annotations
