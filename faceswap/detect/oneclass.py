@@ -16,7 +16,7 @@ unpredictable texture), so the score is dominated by how much residual there is.
 direction), and JPEG at quality 50 or 85 leaves real faces' scores where they were (AUC 0.51 /
 0.50): the fusion learns the direction from known swaps; its unsupervised rule counts S2 two-sided.
 
-That amount of residual is also a property of the camera and clip (real A vs real B ROC-AUC 0.93
+That amount of residual is also a property of the camera and clip (real A vs real B ROC-AUC 0.92
 on the shared clips), so two self-referenced scores compare the pasted inner face with the same
 crop's untouched outer ring (`regions.py`), where camera and codec are the same:
 
@@ -147,23 +147,12 @@ def train_oneclass(faces: torch.Tensor, config: OneClassConfig = OneClassConfig(
 
 
 @torch.no_grad()
-def oneclass_score(ae: OneClassAE, faces: torch.Tensor, coverage: str = "face") -> torch.Tensor:
-    """s2_oneclass `(B,)`: mean squared residual reconstruction error inside the eroded face mask.
+def oneclass_signals(ae: OneClassAE, faces: torch.Tensor, coverage: str = "face") -> dict[str, torch.Tensor]:
+    """`{"s2_oneclass", "s2_rel_err", "s2_rel_res"}`, each `(B,)` (see module docs).
 
+    s2_oneclass is the mean squared residual reconstruction error inside the eroded face mask.
     faces: `(B, 3, S', S')` uint8 or float in [0, 1], any S' (resized to the AE's size).
     """
-    ae.eval()
-    dev = next(ae.parameters()).device
-    x = _prepare(faces.to(dev), ae.cfg.size)
-    r = residual(x, ae.cfg.sigma)
-    err = (ae(r) - r).square().mean(1, keepdim=True)
-    m = inner_face_mask(ae.cfg.size, coverage, dev)
-    return (err * m).sum((1, 2, 3)) / m.sum()
-
-
-@torch.no_grad()
-def oneclass_signals(ae: OneClassAE, faces: torch.Tensor, coverage: str = "face") -> dict[str, torch.Tensor]:
-    """`{"s2_oneclass", "s2_rel_err", "s2_rel_res"}`, each `(B,)` (see module docs)."""
     ae.eval()
     dev = next(ae.parameters()).device
     x = _prepare(faces.to(dev), ae.cfg.size)

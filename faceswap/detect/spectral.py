@@ -24,8 +24,8 @@ untouched outer ring (`regions.py`), so sharpness and codec common to the crop c
                  hf / mid = mean log10 power of the upper half / rings 2-3 of the tiles' radial
                  spectra (same-size tiles, so the rings are the same frequencies)
 
-All are lower for a pasted decoder output that is blurrier than its surroundings (s3_band2, the
-coarsest, moves little). Measured on the shared clips' test split, lossless (`bench/detect.py`
+All but s3_band2 are lower for a pasted decoder output that is blurrier than its surroundings
+(the coarser octaves separate little: s3_band1 0.65, s3_band2 0.62 with swaps higher). Measured on the shared clips' test split, lossless (`bench/detect.py`
 data; single-signal ROC-AUC real vs `lite` swaps, and real-vs-real for the six clip pairs
 AvB AvC AvD BvC BvD CvD):
 
