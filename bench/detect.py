@@ -221,6 +221,23 @@ def fit_detector(data: dict, model: Path, fpr: float, oneclass_iterations: int):
     return det, fit_sig
 
 
+def softened(det, data: dict) -> None:
+    """Real test faces (lossless) made softer as a WHOLE crop, as a softer camera or a lower
+    resolution would: the share flagged at the calibrated threshold (0 would mean "invariant")."""
+    import kornia
+    import torch.nn.functional as F
+
+    from faceswap.detect.run import signals_of
+
+    x = torch.cat([data[c, "real", "lossless"].split("test")[0] for c in CLIPS_USED]).float() / 255
+    variants = {"Gaussian blur sigma 1 px": kornia.filters.gaussian_blur2d(x, (7, 7), (1.0, 1.0), border_type="reflect"),
+                "half resolution (area down, bicubic up)": F.interpolate(F.interpolate(x, scale_factor=0.5, mode="area"),
+                                                                         size=x.shape[-2:], mode="bicubic")}
+    for name, v in variants.items():
+        logit = det.fusion.logit(signals_of(det, (v.clamp(0, 1) * 255).round().byte())).numpy()
+        log(f"real test faces, whole crop {name}: {np.mean(logit > det.fusion.threshold):.1%} flagged (mean logit {logit.mean():+.2f})")
+
+
 def ablations(fit_sig: dict, test: dict) -> None:
     """What the source balance and the self-referenced signals each do, on the same signals: real vs
     real clip-pair AUCs of fusions refitted (a) without the balance, (b) as the earlier detector
@@ -343,6 +360,7 @@ def evaluate(det, data: dict, work: Path, has_m2: bool, fit_sig: dict | None = N
         log(f"  {n:<14} {aucs(lambda c: real_sig[c]['signals'][n])}{'' if n in names else '  (reported, not fused)'}")
     if fit_sig is not None and len(CLIPS_USED) > 2:
         ablations(fit_sig, test)
+    softened(det, data)
 
     curves = {r["name"]: r.pop("roc") for r in rows if not r["name"].startswith("sanity")}
     for r in rows:

@@ -11,7 +11,11 @@
    0.50 0.57 0.41 0.64 0.48 0.24 with it, detection AUCs 1.000 either way (the earlier detector,
    S1 + s2_oneclass + s3_spec/hf unbalanced: 0.01 0.34 0.03 0.99 0.75 0.05). It is fitted on the
    sources it sees; leaving one clip out of the fit, that clip's real faces against the other
-   three's ranged 0.22-0.82. Without fakes (`supervised = False`) the
+   three's ranged 0.22-0.82. Nor does it make the score blind to sharpness: s3_spec / s3_hf keep
+   a large weight, and real test faces softened as a whole crop (1 px blur, half resolution) were
+   all flagged. Fusing only the self-referenced scores flagged ~11 % of those, but 3-4 % of the
+   untouched real test faces crossed the 1 % threshold (one internal run): not the default.
+   Without fakes (`supervised = False`) the
    documented unsupervised rule is used: logit = mean_k(ANOMALY_SIGN[k] * z_k), each z-score
    counted in the direction that means "less like real faces / more like this model's output";
    a signal with sign 0 is two-sided and counts |z_k| (the one-class error: measured on the real
