@@ -238,15 +238,21 @@ def softened(det, data: dict) -> None:
         log(f"real test faces, whole crop {name}: {np.mean(logit > det.fusion.threshold):.1%} flagged (mean logit {logit.mean():+.2f})")
 
 
+def auc_between(negative, positive) -> float:
+    """Frame ROC-AUC of scores `positive` (label 1) against `negative` (label 0)."""
+    from faceswap.detect import metrics
+
+    return metrics.roc_auc(np.r_[negative, positive], np.r_[np.zeros(len(negative)), np.ones(len(positive))])
+
+
 def ablations(fit_sig: dict, test: dict) -> None:
     """What the source balance and the self-referenced signals each do, on the same signals: real vs
     real clip-pair AUCs of fusions refitted (a) without the balance, (b) as the earlier detector
     (S1 + s2_oneclass + s3_spec + s3_hf, unbalanced), (c) balanced but leaving each clip out of the
     fit (that clip's real test faces against the others': how far the balance carries to a source
     it never saw). Detection AUC (M1 lossless) beside each."""
-    from faceswap.detect import Fusion, metrics
+    from faceswap.detect import Fusion
 
-    auc = lambda a, b: metrics.roc_auc(np.r_[a, b], np.r_[np.zeros(len(a)), np.ones(len(b))])  # noqa: E731
     real_t = {c: test[c, "real", "lossless"]["signals"] for c in CLIPS_USED}
     fake_t = {c: test[c, "m1", "lossless"]["signals"] for c in CLIPS_USED}
     pick = lambda sig, keep: {k: v[torch.as_tensor(keep)] for k, v in sig.items()}  # noqa: E731
@@ -255,8 +261,8 @@ def ablations(fit_sig: dict, test: dict) -> None:
     def show(label: str, fusion) -> None:
         lg = {c: fusion.logit({k: torch.as_tensor(v) for k, v in real_t[c].items()}).numpy() for c in CLIPS_USED}
         lf = np.concatenate([fusion.logit({k: torch.as_tensor(v) for k, v in fake_t[c].items()}).numpy() for c in CLIPS_USED])
-        det_auc = auc(np.concatenate(list(lg.values())), lf)
-        log(f"  {label:<48} pairs {' '.join(f'{auc(lg[a], lg[b]):.2f}' for a, b in pairs)}   M1 lossless {det_auc:.3f}")
+        det_auc = auc_between(np.concatenate(list(lg.values())), lf)
+        log(f"  {label:<48} pairs {' '.join(f'{auc_between(lg[a], lg[b]):.2f}' for a, b in pairs)}   M1 lossless {det_auc:.3f}")
 
     real, fake, src = fit_sig["real"], fit_sig["fake"], fit_sig["real_sources"]
     log("ablations (" + " ".join(f"{a}v{b}" for a, b in pairs) + "):")
@@ -269,7 +275,7 @@ def ablations(fit_sig: dict, test: dict) -> None:
         keep_f = [s != out for s in fit_sig["fake_sources"]]
         fusion = Fusion.fit(pick(real, keep_r), pick(fake, keep_f), sources=[s for s in src if s != out])
         lg = {c: fusion.logit({k: torch.as_tensor(v) for k, v in real_t[c].items()}).numpy() for c in CLIPS_USED}
-        log(f"  balanced, clip {out} left out of the fit: {out} vs " + " ".join(f"{c} {auc(lg[out], lg[c]):.2f}" for c in CLIPS_USED if c != out))
+        log(f"  balanced, clip {out} left out of the fit: {out} vs " + " ".join(f"{c} {auc_between(lg[out], lg[c]):.2f}" for c in CLIPS_USED if c != out))
 
 
 # --- 4. evaluation ----------------------------------------------------------------------------
@@ -346,15 +352,14 @@ def evaluate(det, data: dict, work: Path, has_m2: bool, fit_sig: dict | None = N
         r = np.concatenate([test[c, "real", "lossless"]["signals"][n] for c in CLIPS_USED])
         f = np.concatenate([test[c, "m1", "lossless"]["signals"][n] for c in CLIPS_USED])
         sign = (1.0 if weights[n] >= 0 else -1.0) if n in weights else (-1.0 if ANOMALY_SIGN.get(n, 1.0) < 0 else 1.0)
-        auc = metrics.roc_auc(sign * np.r_[r, f], np.r_[np.zeros(len(r)), np.ones(len(f))])
+        auc = auc_between(sign * r, sign * f)
         line.append(f"{n} {auc:.3f} ({f'w {weights[n]:+.2f}' if n in weights else 'not fused'})")
     log("  " + ", ".join(line))
     # Identity / clip invariance: real vs real for every clip pair, fused and per signal (0.5 = blind to the clip).
     pairs = [(a, b) for i, a in enumerate(CLIPS_USED) for b in CLIPS_USED[i + 1:]]
     log("real vs real, lossless test split, frame ROC-AUC per clip pair (" + " ".join(f"{a}v{b}" for a, b in pairs) + "):")
     real_sig = {c: test[c, "real", "lossless"] for c in CLIPS_USED}
-    aucs = lambda get: " ".join(f"{metrics.roc_auc(np.r_[get(a), get(b)], np.r_[np.zeros(len(get(a))), np.ones(len(get(b)))]):.2f}"  # noqa: E731
-                                for a, b in pairs)
+    aucs = lambda get: " ".join(f"{auc_between(get(a), get(b)):.2f}" for a, b in pairs)  # noqa: E731
     log(f"  {'fused logit':<14} {aucs(lambda c: real_sig[c]['logit'])}")
     for n in real_sig[CLIPS_USED[0]]["signals"]:
         log(f"  {n:<14} {aucs(lambda c: real_sig[c]['signals'][n])}{'' if n in names else '  (reported, not fused)'}")

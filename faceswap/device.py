@@ -16,3 +16,12 @@ def pick_device(name: str = "auto") -> torch.device:
     if name != "cpu" and not name.startswith("cuda"):
         raise FaceswapError(f"unknown device {name!r} (use auto, cpu or cuda)")
     return torch.device(name)
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """`--threads N`: torch's CPU threads for this process (None leaves torch's default). One thread
+    is much faster on a busy CPU: idle OpenMP threads spin while they wait."""
+    if threads is not None:
+        if threads < 1:
+            raise FaceswapError(f"--threads {threads}: use 1 or more")
+        torch.set_num_threads(threads)

@@ -2,7 +2,7 @@
 
 Frames stream from ffmpeg in batches. A worker thread finds the faces of the next batch (MTCNN on
 a downscaled copy, see `faces.detect` and `faces.track`) while this thread cuts each face of the
-current one out onto the template (`faces.align`'s geometry, see `cut_faces`) and a small pool
+current one out onto the template (`faces.align.cut_faces`) and a small pool
 writes them as PNGs with their metadata. `alignments.json` is checkpointed every few seconds, so an interrupted
 run resumes where it stopped.
 """
@@ -10,7 +10,6 @@ run resumes where it stopped.
 from __future__ import annotations
 
 import collections
-import math
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import cv2
 import numpy as np
 import torch
 from rich.console import Console
@@ -28,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from faceswap import __version__
 from faceswap.device import pick_device
 from faceswap.errors import FaceswapError
-from faceswap.faces.align import COVERAGES, DEFAULT_COVERAGE, alignment_matrices
+from faceswap.faces.align import COVERAGES, DEFAULT_COVERAGE, alignment_matrices, cut_faces
 from faceswap.faces.detect import DetectorConfig, Face, FaceDetector
 from faceswap.faces.track import FaceTracker
 from faceswap.faces.store import ALIGNMENTS_NAME, IMAGE_EXTENSIONS, Alignments, file_fingerprint, list_images, read_face_png, write_face_png
@@ -74,39 +72,6 @@ class ExtractSummary:
 def _face_record(face: Face, matrix: np.ndarray, file: str) -> dict[str, Any]:
     return {"box": np.round(face.box.astype(float), 2).tolist(), "landmarks": np.round(face.landmarks.astype(float), 3).tolist(),
             "score": round(face.score, 5), "matrix": np.round(matrix, 6).tolist(), "file": file}
-
-
-def cut_faces(frames: np.ndarray, owner: list[int], matrices: torch.Tensor, size: int) -> np.ndarray:
-    """Aligned crops of faces in uint8 frames, with `faces.align.warp_faces`'s geometry done by OpenCV.
-
-    As `warp_faces` does for one face: area-reduce the frame by the power of two that brings the
-    crop's scale above 0.5, then warp bilinearly with the border replicated. OpenCV does both on
-    the uint8 frame, which equals `warp_faces` on float frames to +-1 level of rounding
-    (tests/test_extract.py) and measured ~10x cheaper on CPU: 6 -> 0.6 ms/frame on clip A
-    (512 px), 20 -> 0.6 on clip D (720x1280), single thread.
-
-    Args:
-        frames: `(N, H, W, 3)` uint8 RGB.
-        owner: per face, the index of its frame.
-        matrices: `(F, 2, 3)` frame -> crop matrices.
-    Returns:
-        `(F, size, size, 3)` uint8 RGB crops.
-    """
-    m = matrices.to(torch.float64).numpy()
-    h, w = frames.shape[1:3]
-    crops = np.empty((len(owner), size, size, 3), np.uint8)
-    reduced: dict[tuple[int, int], np.ndarray] = {}
-    for k, (o, mk) in enumerate(zip(owner, m)):
-        scale = math.sqrt(abs(np.linalg.det(mk[:, :2])))
-        f = 2 ** int(max(0, math.floor(-math.log2(max(scale, 1e-6)) - 1e-9)))
-        if f > 1:
-            if (o, f) not in reduced:
-                reduced[o, f] = cv2.resize(frames[o, : h - h % f, : w - w % f], (w // f, h // f), interpolation=cv2.INTER_AREA)
-            # Pixel u of the reduced frame is the mean of frame pixels f*u .. f*u+f-1 (centre f*u + (f-1)/2).
-            mk = np.concatenate([mk[:, :2] * f, mk[:, 2:] + mk[:, :2].sum(1, keepdims=True) * (f - 1) / 2], 1)
-        src = reduced[o, f] if f > 1 else frames[o]
-        crops[k] = cv2.warpAffine(src, mk, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return crops
 
 
 class _Extractor:

@@ -231,7 +231,7 @@ def test_tracking_finds_a_new_small_face_at_the_next_keyframe():
 def test_cut_faces_matches_warp_faces(photo_clip):
     """extract's OpenCV crops equal `warp_faces` on float frames to +-1 level, with and without its
     power-of-two reduction, for faces against the frame's edges too."""
-    from faceswap.extract import cut_faces
+    from faceswap.faces.align import cut_faces
     from faceswap.faces.align import alignment_matrices, warp_faces
     from faceswap.video import FrameReader
 

@@ -36,7 +36,7 @@ from faceswap.convert.blend import BLEND_MODES, paste_faces
 from faceswap.convert.color import COLOR_MODES, DEFAULT_COLOR, transfer_color
 from faceswap.convert.mask import MASK_SOURCES, face_masks
 from faceswap.convert.smooth import DEFAULT_DEGREE, DEFAULT_LOOKAHEAD, LandmarkSmoother
-from faceswap.device import pick_device
+from faceswap.device import pick_device, set_torch_threads
 from faceswap.errors import FaceswapError
 from faceswap.faces.align import alignment_matrices, matrix_scale, warp_faces
 from faceswap.faces.detect import DetectorConfig
@@ -469,10 +469,7 @@ def run_convert(config: ConvertConfig, console: Console | None = None, show_prog
     console = console or Console(stderr=True)
     kind = _check_paths(config)
     device = pick_device(config.device)
-    if config.threads is not None:
-        if config.threads < 1:
-            raise FaceswapError(f"--threads {config.threads}: use 1 or more")
-        torch.set_num_threads(config.threads)
+    set_torch_threads(config.threads)
     model = load_model(config.model_dir, device)
     mid = model_id(config.model_dir)
     tags = {} if config.no_credentials else container_tags(mid, config.options())

@@ -21,8 +21,8 @@ from faceswap.atomic import atomic_write_bytes
 from faceswap.detect import metrics
 from faceswap.detect.detector import Detector
 from faceswap.detect.faces import iter_faces
-from faceswap.detect.run import progress_bar, scored, set_threads, source_config
-from faceswap.device import pick_device
+from faceswap.detect.run import progress_bar, scored, source_config
+from faceswap.device import pick_device, set_torch_threads
 from faceswap.errors import FaceswapError
 from faceswap.faces.detect import DetectorConfig
 
@@ -86,7 +86,7 @@ def run_eval(config: EvalConfig, console: Console | None = None, show_progress: 
         raise FaceswapError(f"{out} already holds an evaluation; use --overwrite or another -o")
     if not cfg.real or not cfg.fake:
         raise FaceswapError("evaluation needs both --real and --fake inputs")
-    set_threads(cfg.threads)
+    set_torch_threads(cfg.threads)
     det = Detector.load(cfg.detector_dir, cfg.model_dir, pick_device(cfg.device))
     src_cfg = source_config(det, cfg)
     rows: list[dict] = []

@@ -1,7 +1,7 @@
 """Aligned faces to score, streamed from videos, images or face folders.
 
 * videos and images: faces found with the same `FaceDetector` and cut as extract cuts them
-  (`alignment_matrices` + `extract.cut_faces` at extract's default 256 px), in memory;
+  (`alignment_matrices` + `faces.align.cut_faces` at extract's default 256 px), in memory;
 * face folders (extract's output: `alignments.json` or PNGs with faceswap metadata), or any image
   with `aligned=True`: read as they are; source and frame come from the PNG metadata (plain
   images: source = file name, frame 0).
@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from faceswap.errors import FaceswapError
-from faceswap.extract import cut_faces
-from faceswap.faces.align import DEFAULT_COVERAGE, alignment_matrices
+from faceswap.faces.align import DEFAULT_COVERAGE, alignment_matrices, cut_faces
 from faceswap.faces.detect import DetectorConfig
 from faceswap.faces.store import ALIGNMENTS_NAME, IMAGE_EXTENSIONS, list_images, read_face_meta, read_face_png
 

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceswap.detect.consistency import inner_face_mask
-from faceswap.detect.regions import masked_mean, outer_ring_mask
+from faceswap.detect.regions import log_ratio, outer_ring_mask
 
 GAIN = 8.0  # residuals are a few percent of the signal; scaled to O(1) for the network
 
@@ -160,5 +160,5 @@ def oneclass_signals(ae: OneClassAE, faces: torch.Tensor, coverage: str = "face"
     err = (ae(r) - r).square().mean(1, keepdim=True)
     res = r.square().mean(1, keepdim=True)
     inner, ring = inner_face_mask(ae.cfg.size, coverage, dev), outer_ring_mask(ae.cfg.size, coverage, dev)
-    log_ratio = lambda v: torch.log(masked_mean(v, inner).clamp_min(1e-12) / masked_mean(v, ring).clamp_min(1e-12))  # noqa: E731
-    return {"s2_oneclass": (err * inner).sum((1, 2, 3)) / inner.sum(), "s2_rel_err": log_ratio(err), "s2_rel_res": log_ratio(res)}
+    return {"s2_oneclass": (err * inner).sum((1, 2, 3)) / inner.sum(), "s2_rel_err": log_ratio(err, inner, ring),
+            "s2_rel_res": log_ratio(res, inner, ring)}

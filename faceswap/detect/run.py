@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from faceswap.detect.detector import Detector
 from faceswap.detect.faces import FaceBatch, FaceSourceConfig, iter_faces
-from faceswap.device import pick_device
+from faceswap.device import pick_device, set_torch_threads
 from faceswap.errors import FaceswapError
 from faceswap.faces.detect import DetectorConfig
 
@@ -76,14 +76,6 @@ def progress_bar(console: Console, show: bool) -> Progress | None:
     """Live progress on a terminal only (piped output and logs stay clean)."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=True) if show and console.is_terminal else None
-
-
-def set_threads(threads: int | None) -> None:
-    """One thread per process is much faster on a busy CPU (OpenMP threads spin while waiting)."""
-    if threads is not None:
-        if threads < 1:
-            raise FaceswapError(f"--threads {threads}: use 1 or more")
-        torch.set_num_threads(threads)
 
 
 def source_config(det: Detector, cfg) -> FaceSourceConfig:
@@ -137,7 +129,7 @@ def run_detect(config: DetectConfig, console: Console | None = None, show_progre
     console = console or Console(stderr=True)
     if config.top_k < 1:
         raise FaceswapError(f"--top-k {config.top_k}: use 1 or more")
-    set_threads(config.threads)
+    set_torch_threads(config.threads)
     det = Detector.load(config.detector_dir, config.model_dir, pick_device(config.device))
     threshold = det.threshold(config.fpr)
     warnings: list[str] = []

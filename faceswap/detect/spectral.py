@@ -51,7 +51,7 @@ import torch
 from kornia.geometry.transform import build_laplacian_pyramid
 
 from faceswap.detect.consistency import inner_face_mask
-from faceswap.detect.regions import corner_tiles, face_tiles, masked_mean, outer_ring_mask
+from faceswap.detect.regions import corner_tiles, face_tiles, log_ratio, outer_ring_mask
 
 BANDS = 3  # Laplacian levels compared: 128, 64, 32 px at the default crop
 
@@ -121,8 +121,7 @@ def band_signals(faces: torch.Tensor, coverage: str) -> dict[str, torch.Tensor]:
     ring = outer_ring_mask(grey.shape[-1], coverage, grey.device)
     out = {}
     for level, band in enumerate(build_laplacian_pyramid(grey, BANDS + 1)[:BANDS]):
-        energy = band.square()
-        out[f"s3_band{level}"] = torch.log(masked_mean(energy, inner).clamp_min(1e-12) / masked_mean(energy, ring).clamp_min(1e-12))
+        out[f"s3_band{level}"] = log_ratio(band.square(), inner, ring)
     return out
 
 

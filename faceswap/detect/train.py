@@ -31,9 +31,9 @@ from faceswap.detect.fakes import model_fakes
 from faceswap.detect.faces import FaceSourceConfig, iter_faces
 from faceswap.detect.fusion import Fusion
 from faceswap.detect.oneclass import OneClassConfig, train_oneclass
-from faceswap.detect.run import faces_by_source, progress_bar, set_threads, signals_of
+from faceswap.detect.run import faces_by_source, progress_bar, signals_of
 from faceswap.detect.spectral import SpectralReference
-from faceswap.device import pick_device
+from faceswap.device import pick_device, set_torch_threads
 from faceswap.errors import FaceswapError
 from faceswap.faces.align import DEFAULT_COVERAGE
 from faceswap.faces.detect import DetectorConfig
@@ -136,7 +136,7 @@ def run_detect_train(config: DetectTrainConfig, console: Console | None = None, 
         raise FaceswapError(f"{cfg.output} already holds a detector; use --overwrite to replace it, or another -o")
     if Path(cfg.output).exists() and not Path(cfg.output).is_dir():
         raise FaceswapError(f"-o {cfg.output} exists and is not a folder")
-    set_threads(cfg.threads)
+    set_torch_threads(cfg.threads)
     device = pick_device(cfg.device)
     model, mid = _load_model(cfg, device)
     coverage = model.coverage if model is not None else DEFAULT_COVERAGE

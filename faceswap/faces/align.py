@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import kornia
 import numpy as np
 import torch
@@ -45,6 +46,9 @@ COVERAGES: dict[str, tuple[float, float]] = {
     "head": (5.5, 0.35),
 }
 DEFAULT_COVERAGE = "face"
+# The face ellipse of `template_face_mask` (convert pastes inside it), in face units.
+FACE_ELLIPSE_CENTRE = (0.0, 0.62)
+FACE_ELLIPSE_AXES = (1.08, 1.45)
 
 
 def _coverage(coverage: str) -> tuple[float, float]:
@@ -124,6 +128,12 @@ def matrix_scale(m: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(torch.abs(torch.det(m[:, :, :2])))
 
 
+def reduction_levels(scale: float) -> int:
+    """How many times to halve a frame before warping it at `scale` (crop px per frame px): each
+    halving doubles the scale; stop once it is above 0.5 (bilinear is fine there)."""
+    return int(max(0, math.floor(-math.log2(max(scale, 1e-6)) - 1e-9)))
+
+
 def warp_faces(frames: torch.Tensor, matrices: torch.Tensor, size: int) -> torch.Tensor:
     """Cut aligned square crops out of frames.
 
@@ -138,8 +148,7 @@ def warp_faces(frames: torch.Tensor, matrices: torch.Tensor, size: int) -> torch
         `(B, 3, size, size)` crops, same dtype as `frames`.
     """
     m = matrices.to(frames.dtype)
-    # Each halving of the frame halves the matrix's scale; stop once scale > 0.5 (bilinear is fine there).
-    levels = int(max(0, math.floor(-math.log2(max(matrix_scale(m).max().item(), 1e-6)) - 1e-9)))
+    levels = reduction_levels(matrix_scale(m).max().item())
     if levels > 0:
         factor = 2**levels
         h, w = frames.shape[-2:]
@@ -150,6 +159,38 @@ def warp_faces(frames: torch.Tensor, matrices: torch.Tensor, size: int) -> torch
     return kornia.geometry.transform.warp_affine(
         frames, m, (size, size), mode="bilinear", padding_mode="border", align_corners=True
     )
+
+
+def cut_faces(frames: np.ndarray, owner: list[int], matrices: torch.Tensor, size: int) -> np.ndarray:
+    """Aligned crops of faces in uint8 frames, with `warp_faces`'s geometry done by OpenCV.
+
+    As `warp_faces` does for one face: area-reduce the frame by the power of two that brings the
+    crop's scale above 0.5, then warp bilinearly with the border replicated. OpenCV does both on
+    the uint8 frame, which equals `warp_faces` on float frames to +-1 level of rounding
+    (tests/test_extract.py) and measured ~10x cheaper on CPU: 6 -> 0.6 ms/frame on clip A
+    (512 px), 20 -> 0.6 on clip D (720x1280), single thread.
+
+    Args:
+        frames: `(N, H, W, 3)` uint8 RGB.
+        owner: per face, the index of its frame.
+        matrices: `(F, 2, 3)` frame -> crop matrices.
+    Returns:
+        `(F, size, size, 3)` uint8 RGB crops.
+    """
+    m = matrices.to(torch.float64)
+    factors = [2 ** reduction_levels(s) for s in matrix_scale(m).tolist()]
+    h, w = frames.shape[1:3]
+    crops = np.empty((len(owner), size, size, 3), np.uint8)
+    reduced: dict[tuple[int, int], np.ndarray] = {}
+    for k, (o, mk, f) in enumerate(zip(owner, m.numpy(), factors)):
+        if f > 1:
+            if (o, f) not in reduced:
+                reduced[o, f] = cv2.resize(frames[o, : h - h % f, : w - w % f], (w // f, h // f), interpolation=cv2.INTER_AREA)
+            # Pixel u of the reduced frame is the mean of frame pixels f*u .. f*u+f-1 (centre f*u + (f-1)/2).
+            mk = np.concatenate([mk[:, :2] * f, mk[:, 2:] + mk[:, :2].sum(1, keepdims=True) * (f - 1) / 2], 1)
+        src = reduced[o, f] if f > 1 else frames[o]
+        crops[k] = cv2.warpAffine(src, mk, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return crops
 
 
 def _ellipse(size: int, coverage: str, centre: tuple[float, float], axes: tuple[float, float], feather: float) -> torch.Tensor:
@@ -163,9 +204,11 @@ def _ellipse(size: int, coverage: str, centre: tuple[float, float], axes: tuple[
     return ((1.0 + feather / 2 - r) / max(feather, 1e-6)).clamp(0, 1)
 
 
-def template_face_mask(size: int, coverage: str = DEFAULT_COVERAGE, feather: float = 0.15) -> torch.Tensor:
-    """Soft mask of the face (brows to chin, cheek to cheek) on the template, `(1, size, size)` in [0, 1]."""
-    return _ellipse(size, coverage, centre=(0.0, 0.62), axes=(1.08, 1.45), feather=feather)[None]
+def template_face_mask(size: int, coverage: str = DEFAULT_COVERAGE, feather: float = 0.15, radius: float = 1.0) -> torch.Tensor:
+    """Soft mask of the face (brows to chin, cheek to cheek) on the template, `(1, size, size)` in [0, 1];
+    `radius` scales the ellipse's axes."""
+    axes = (FACE_ELLIPSE_AXES[0] * radius, FACE_ELLIPSE_AXES[1] * radius)
+    return _ellipse(size, coverage, centre=FACE_ELLIPSE_CENTRE, axes=axes, feather=feather)[None]
 
 
 def template_eye_mouth_mask(size: int, coverage: str = DEFAULT_COVERAGE) -> torch.Tensor:

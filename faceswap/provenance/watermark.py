@@ -272,19 +272,28 @@ def _draw_native(delta: np.ndarray, sy: float, sx: float, oy: float, ox: float, 
                           borderMode=cv2.BORDER_REPLICATE)
 
 
+@lru_cache(maxsize=1)
+def _probes() -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Random signs `(8, 8, K)` and, per coefficient k, the softened canonical image of those signs
+    placed on term k alone: the test patterns the gain measurements below use."""
+    rng = np.random.default_rng(0)
+    signs = rng.choice([-1.0, 1.0], size=(8, 8, len(COEFFS))).astype(np.float32)
+    images = []
+    for k in range(len(COEFFS)):
+        coef = np.zeros_like(signs)
+        coef[..., k] = signs[..., k]
+        images.append(_soften(_synthesise(coef)))
+    return signs, tuple(images)
+
+
 @lru_cache(maxsize=16)
 def _roundtrip_gain(sy: float, sx: float) -> np.ndarray:
     """`(K,)`: how much of a (softened) coefficient change survives drawing at native scale and the
     decoder's area resize back (both low-pass), measured once per frame scale."""
     n = 8 * BLOCK
-    rng = np.random.default_rng(0)
-    signs = rng.choice([-1.0, 1.0], size=(8, 8, len(COEFFS))).astype(np.float32)
+    native = (int(round(n * sy)), int(round(n * sx)))
     gains = []
-    for k in range(len(COEFFS)):
-        coef = np.zeros_like(signs)
-        coef[..., k] = signs[..., k]
-        soft = _soften(_synthesise(coef))
-        native = (int(round(n * sy)), int(round(n * sx)))
+    for k, soft in enumerate(_probes()[1]):
         back = cv2.resize(_draw_native(soft, sy, sx, 0.0, 0.0, native), (n, n), interpolation=cv2.INTER_AREA)
         before, after = _analyse(soft)[0][2:-2, 2:-2, k], _analyse(back)[0][2:-2, 2:-2, k]
         gains.append(float((after * before).sum() / (before * before).sum()))
@@ -295,15 +304,9 @@ def _roundtrip_gain(sy: float, sx: float) -> np.ndarray:
 def _soften_gain() -> np.ndarray:
     """`(K,)`: how much of a coefficient change its own softening keeps (the rest spills to other terms
     and neighbouring blocks, which the embedder measures and corrects)."""
-    rng = np.random.default_rng(0)
-    signs = rng.choice([-1.0, 1.0], size=(8, 8, len(COEFFS))).astype(np.float32)
-    gains = []
-    for k in range(len(COEFFS)):
-        coef = np.zeros_like(signs)
-        coef[..., k] = signs[..., k]
-        got = _analyse(_soften(_synthesise(coef)))[0][2:-2, 2:-2, k]
-        gains.append(float((got * signs[2:-2, 2:-2, k]).mean()))
-    return np.array(gains, np.float32)
+    signs, images = _probes()
+    return np.array([float((_analyse(soft)[0][2:-2, 2:-2, k] * signs[2:-2, 2:-2, k]).mean()) for k, soft in enumerate(images)],
+                    np.float32)
 
 
 def _margin(energy: np.ndarray, signs: np.ndarray, host: np.ndarray, budget: float, cap: float) -> float:
@@ -507,26 +510,6 @@ def decide(evidence: np.ndarray, key: bytes = DEFAULT_KEY, frames: int = 0, fram
                            frames_with_faces=frames_with_faces)
 
 
-def gate_from_boxes(boxes, frame_size: tuple[int, int], shrink: float = 0.9) -> np.ndarray:
-    """Canonical-block weights `(nby, nbx)` float32: 1 for blocks whose centre lies in the ellipse
-    inscribed in a face box `(x0, y0, x1, y1)` (native px) scaled by `shrink`, else 0 (used when a
-    face has a box but no landmarks)."""
-    h, w = frame_size
-    hc, wc = canonical_size(h, w)
-    nby, nbx = hc // BLOCK, wc // BLOCK
-    cy = (np.arange(nby) + 0.5) * BLOCK * h / hc
-    cx = (np.arange(nbx) + 0.5) * BLOCK * w / wc
-    gate = np.zeros((nby, nbx), np.float32)
-    for x0, y0, x1, y1 in np.asarray(boxes, np.float64).reshape(-1, 4):
-        rx, ry = (x1 - x0) / 2 * shrink, (y1 - y0) / 2 * shrink
-        if rx <= 0 or ry <= 0:
-            continue
-        mx, my = (x0 + x1) / 2, (y0 + y1) / 2
-        inside = ((cx[None, :] - mx) / rx) ** 2 + ((cy[:, None] - my) / ry) ** 2 <= 1.0
-        gate[inside] = 1.0
-    return gate
-
-
 GATE_SIZE = 128  # crop side used to draw the template mask for the decoder's gate (coarse is enough)
 
 
@@ -534,7 +517,7 @@ def gate_from_landmarks(landmarks, frame_size: tuple[int, int], threshold: float
     """Canonical-block weights `(nby, nbx)` float32 of the blocks under the template face mask of
     faces with MTCNN `landmarks` `(F, 5, 2)` (native px): the region convert pastes (and marks),
     as far as the decoder can tell from the finished frame."""
-    from faceswap.faces.align import alignment_matrices, template_face_mask
+    from faceswap.faces.align import alignment_matrices
 
     threshold = COUNT_COVER if threshold is None else threshold
     h, w = frame_size
@@ -636,4 +619,4 @@ class WatermarkDecoder:
 
 __all__ = ["CANONICAL_SIDE", "DEFAULT_KEY", "DEFAULT_STRENGTH", "N_BITS", "TAG_MATCH_THRESHOLD", "TOOL_TAG",
            "WatermarkDecoder", "WatermarkResult", "binomial_tail", "canonical_luma", "canonical_size", "decide", "embed",
-           "face_region_masks", "frame_evidence", "gate_from_boxes", "gate_from_landmarks", "mark_faces", "payload_bits"]
+           "face_region_masks", "frame_evidence", "gate_from_landmarks", "mark_faces", "payload_bits"]
