@@ -83,7 +83,7 @@ def main():
 @click.option("--min-face", default=40, show_default=True, type=click.IntRange(min=1), help="Ignore faces smaller than this (px, longer box side).")
 @click.option("--min-score", default=0.9, show_default=True, type=click.FloatRange(0, 1), help="Ignore detections less certain than this.")
 @click.option("--max-faces", default=0, show_default=True, type=click.IntRange(min=0), help="Keep at most N faces per frame, largest first (0 = all).")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Frames per detector batch.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Frames per detector batch.")
 @click.option("--detect-size", default=256, show_default=True, type=click.IntRange(min=48),
               help="Detect on a copy whose longer side is this many px; raise it for small faces in large frames.")
 @click.option("--redetect-every", default=8, show_default=True, type=click.IntRange(min=1),

@@ -1,9 +1,9 @@
 """Stage 1, extract: videos/images -> aligned face PNGs + `alignments.json`.
 
-Frames stream from ffmpeg in batches. A worker thread finds the faces of the next batch (MTCNN on
-a downscaled copy, see `faces.detect` and `faces.track`) while this thread cuts each face of the
-current one out onto the template (`faces.align.cut_faces`) and a small pool
-writes them as PNGs with their metadata. `alignments.json` is checkpointed every few seconds, so an interrupted
+Frames stream from ffmpeg in batches. Worker threads find the faces of the next batches (MTCNN on
+a downscaled copy, see `faces.detect` and `faces.track`; on CPU two batches side by side) while
+this thread cuts each face of the current one out onto the template (`faces.align.cut_faces`) and
+a small pool writes them as PNGs with their metadata. `alignments.json` is checkpointed every few seconds, so an interrupted
 run resumes where it stopped.
 """
 
@@ -28,13 +28,13 @@ from faceswap.device import pick_device
 from faceswap.errors import FaceswapError
 from faceswap.faces.align import COVERAGES, DEFAULT_COVERAGE, alignment_matrices, cut_faces
 from faceswap.faces.detect import DetectorConfig, Face, FaceDetector
-from faceswap.faces.track import FaceTracker
+from faceswap.faces.track import track_faces
 from faceswap.faces.store import ALIGNMENTS_NAME, IMAGE_EXTENSIONS, Alignments, file_fingerprint, list_images, read_face_png, write_face_png
 from faceswap.video import FrameReader, probe
 
 CHECKPOINT_SECONDS = 5.0
 PNG_WRITERS = 4
-DETECT_AHEAD = 2  # batches detected ahead of the one being saved (1 left the detector idle between batches)
+DETECT_AHEAD = 3  # batches detected ahead of the one being saved (keeps both detection workers busy)
 
 
 @dataclass
@@ -48,7 +48,7 @@ class ExtractConfig:
     every: int = 1
     start: int = 0
     end: int | None = None
-    batch_size: int = 16
+    batch_size: int = 32
     device: str = "auto"
     overwrite: bool = False
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -85,10 +85,10 @@ class _Extractor:
         self.out = config.output
         self.device = pick_device(config.device)
         self.alignments = self._open_output()
-        # Detection runs in a worker thread (the next batch, while this thread saves the current
-        # one) and splits its batches over two threads; each thread running torch ops gets an equal
-        # share of torch's threads (several full OpenMP teams on the same cores spin against each other).
-        # Set before the nets are built: tracing them with a full OpenMP team took ~0.4 s more.
+        # On CPU two worker threads detect the next batches side by side while this thread saves the
+        # current one; each thread running torch ops gets an equal share of torch's threads (several
+        # full OpenMP teams on the same cores spin against each other). Set before the nets are
+        # built: tracing them with a full OpenMP team took ~0.4 s more.
         cpu = self.device.type == "cpu"
         self.torch_threads = torch.get_num_threads()
         if cpu:
@@ -98,9 +98,8 @@ class _Extractor:
         except BaseException:
             torch.set_num_threads(self.torch_threads)
             raise
-        self.tracker = FaceTracker(self.detector, config.detector.redetect_every) if config.detector.redetect_every > 1 else None
         self.pool = ThreadPoolExecutor(max_workers=PNG_WRITERS)  # PNG encoding (isal releases the GIL) and file writes overlap
-        self.detect_pool = ThreadPoolExecutor(max_workers=1)  # the next batch's detection (in order: the tracker has state)
+        self.detect_pool = ThreadPoolExecutor(max_workers=2 if cpu else 1)  # batches are detected independently
         self.pending: list[Future] = []
         self.probed: dict[Path, Future] = {}  # videos probed ahead (see `run_extract`)
         self.replaced_files: set[str] = set()  # old face files to delete once their source is redone
@@ -236,9 +235,7 @@ class _Extractor:
             self.console.print(f"{path.name}: resuming at frame {first}")
         task = progress.add_task(path.name, total=reader.expected, faces=0) if progress else None
         found = 0
-        if self.tracker:
-            self.tracker.reset()
-        for indices, frames, faces in self._detect_ahead(reader.chunks(cfg.batch_size), self.tracker or self.detector.detect):
+        for indices, frames, faces in self._detect_ahead(reader.chunks(cfg.batch_size)):
             found += self._save_faces(frames, faces, indices, entry, key)
             self.summary.frames_read += len(indices)
             entry["next_frame"] = indices[-1] + 1
@@ -252,12 +249,13 @@ class _Extractor:
             progress.update(task, total=reader.frames_read, completed=reader.frames_read)
         self._finish_source(path, entry)
 
-    def _detect_ahead(self, chunks: Iterator[tuple[list[int], np.ndarray]], detect) -> Iterator[tuple[list[int], np.ndarray, list[list[Face]]]]:
-        """`(indices, frames, faces)` per batch. The next batches are detected in a worker thread
-        while the caller warps and saves this one (torch, OpenCV and numpy release the GIL)."""
+    def _detect_ahead(self, chunks: Iterator[tuple[list[int], np.ndarray]]) -> Iterator[tuple[list[int], np.ndarray, list[list[Face]]]]:
+        """`(indices, frames, faces)` per batch, in order. The next batches are detected in worker
+        threads while the caller warps and saves this one (torch, OpenCV and isal release the GIL)."""
+        every = self.config.detector.redetect_every
         pending: collections.deque = collections.deque()
         for indices, frames in chunks:
-            pending.append((indices, frames, self.detect_pool.submit(detect, frames)))
+            pending.append((indices, frames, self.detect_pool.submit(track_faces, self.detector, frames, every)))
             if len(pending) > DETECT_AHEAD:
                 indices, frames, job = pending.popleft()
                 yield indices, frames, job.result()

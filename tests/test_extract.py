@@ -13,7 +13,8 @@ from conftest import photo_face
 from faceswap.cli import main
 from faceswap.faces.align import template_points
 from faceswap.faces.detect import FaceDetector
-from faceswap.faces.store import read_face_png
+from faceswap.extract import ExtractConfig, run_extract
+from faceswap.faces.store import ALIGNMENTS_NAME, Alignments, read_face_png
 from faceswap.video import VideoWriter
 
 
@@ -168,53 +169,68 @@ def test_detector_downscale_maps_boxes_back():
 
 
 def test_tracking_gives_full_detections_with_fewer_pyramid_levels(photo_clip, monkeypatch):
-    from faceswap.faces.track import FaceTracker
+    from faceswap.faces.track import track_faces
     from faceswap.video import FrameReader
 
+    from faceswap.faces.detect import DetectorConfig
+
     frames = np.concatenate([f for _, f in FrameReader(photo_clip).chunks(24)])
-    detector = FaceDetector()
+    detector = FaceDetector(DetectorConfig(min_face=12))  # fine levels to skip below the ~80 px face
     full = detector.detect(frames)
     levels = []  # max_scale of every frame the tracker detects
-    detect_part = detector._detect_part
-    monkeypatch.setattr(detector, "_detect_part", lambda small, factors, max_scale=None: (
-        levels.extend([max_scale] * len(small)), detect_part(small, factors, max_scale))[1])
-    tracker = FaceTracker(detector, redetect_every=8)
-    tracked = tracker(frames[:10]) + tracker(frames[10:])  # state carries across chunks
+    detect = detector.detect_downscaled
+    monkeypatch.setattr(detector, "detect_downscaled", lambda small, factors, max_scale=None: (
+        levels.extend([max_scale] * len(small)), detect(small, factors, max_scale))[1])
+    tracked = track_faces(detector, frames[:10], 8) + track_faces(detector, frames[10:], 8)
     assert [len(f) for f in tracked] == [len(f) for f in full] == [1] * 24
     for a, b in zip(full, tracked):  # every frame is a whole detection: nothing drifts
         np.testing.assert_allclose(b[0].landmarks, a[0].landmarks, atol=1e-3)
         np.testing.assert_allclose(b[0].box, a[0].box, atol=1e-3)
-    assert levels.count(None) == 3 and len(levels) == 24  # keyframes 0, 8, 16 searched every level
-    # Frames without a face are found empty; after them the first frame searches every level again.
-    blank = np.full_like(frames[:2], 128)
-    assert tracker(blank) == [[], []] and tracker.last == []
+    # Each batch starts with a keyframe: frames 0, 8 | 10, 18 searched every level, the others fewer.
+    assert levels.count(None) == 4 and len(levels) == 24
+    assert all(0 < s < detector_first_level(detector, frames) for s in levels if s is not None)
+    # Frames without a face are found empty, and searched with every level.
     levels.clear()
-    again = tracker(frames[:3])
-    assert levels[0] is None and None not in levels[1:]
-    assert [len(f) for f in again] == [1, 1, 1]
+    blank = np.full_like(frames[:3], 128)
+    assert track_faces(detector, blank, 8) == [[], [], []]
+    assert levels == [None] * 3
 
 
-def test_tracking_on_two_threads_equals_one_thread(photo_clip):
-    """Segments (a keyframe and the frames up to the next) run side by side on the detector's
-    threads; the faces are those of the one-thread tracker, also across chunk boundaries."""
-    from faceswap.faces.track import FaceTracker
+def test_batches_detected_side_by_side_come_back_in_order(photo_clip, tmp_path):
+    """extract detects several batches at once on two threads: every frame's faces land under its
+    own index, equal to detecting that frame alone."""
     from faceswap.video import FrameReader
 
     frames = np.concatenate([f for _, f in FrameReader(photo_clip).chunks(24)])
-    one, two = FaceTracker(FaceDetector(), 4), FaceTracker(FaceDetector(threads=2), 4)
-    chunks = [frames[:6], frames[6:16], frames[16:]]  # segments straddle chunks, chunks hold 1-3 segments
-    a = [f for c in chunks for f in one(c)]
-    b = [f for c in chunks for f in two(c)]
-    assert [len(f) for f in a] == [len(f) for f in b] == [1] * 24
-    for x, y in zip(a, b):
-        np.testing.assert_allclose(y[0].landmarks, x[0].landmarks, atol=1e-3)
+    frames[5:8] = 128  # no face in frames 5-7: a misplaced batch would show
+    clip = tmp_path / "clip.mp4"
+    with VideoWriter(clip, frames.shape[2], frames.shape[1], 24, crf=0) as writer:
+        writer.write(frames)
+    run_extract(ExtractConfig(inputs=[clip], output=tmp_path / "faces", batch_size=3), show_progress=False)
+    (entry,) = Alignments.load(tmp_path / "faces" / ALIGNMENTS_NAME).sources.values()
+    detector = FaceDetector()
+    decoded = np.concatenate([f for _, f in FrameReader(clip).chunks(24)])
+    for i, frame in enumerate(decoded):
+        (alone,) = detector.detect(frame[None])
+        saved = entry["frames"][str(i)]
+        assert len(saved) == len(alone) == (0 if 5 <= i < 8 else 1)
+        for face, record in zip(alone, saved):
+            np.testing.assert_allclose(record["landmarks"], face.landmarks, atol=2e-3)
+
+
+def detector_first_level(detector, frames):
+    """Scale of the finest pyramid level the detector searches in these frames."""
+    from faceswap.faces.cascade import pyramid_scales
+
+    small, factor = detector.downscale(frames[:1])
+    return pyramid_scales(*small.shape[1:3], detector.min_face_small(factor[None]))[0]
 
 
 def test_tracking_finds_a_new_small_face_at_the_next_keyframe():
     """The price of skipping fine levels: a new face much smaller than those in view waits for the
     next keyframe (a face about as large or larger is found at once)."""
     from faceswap.faces.detect import DetectorConfig
-    from faceswap.faces.track import FaceTracker
+    from faceswap.faces.track import track_faces
 
     photo = photo_face()
     scene = np.full((480, 720, 3), (90, 110, 130), np.uint8)
@@ -223,9 +239,11 @@ def test_tracking_finds_a_new_small_face_at_the_next_keyframe():
     frames[3:, 300:350, 560:603] = cv2.resize(photo, (43, 50), interpolation=cv2.INTER_AREA)  # + a ~20 px face
     detector = FaceDetector(DetectorConfig(detect_size=720, min_face=12))
     assert [len(f) for f in detector.detect(frames)] == [1] * 3 + [2] * 17
-    tracker = FaceTracker(detector, redetect_every=16)
-    counts = [len(f) for chunk in (frames[:8], frames[8:16], frames[16:]) for f in tracker(chunk)]
+    counts = [len(f) for batch in (frames[:16], frames[16:]) for f in track_faces(detector, batch, 16)]
     assert counts == [1] * 16 + [2] * 4
+    # All the frames of a batch search the levels the smallest face at any of its keyframes calls for.
+    assert [len(f) for f in track_faces(detector, frames, 16)] == [1] * 3 + [2] * 17
+    assert [len(f) for f in track_faces(detector, frames, 1)] == [1] * 3 + [2] * 17  # 1: every frame in full
 
 
 def test_cut_faces_matches_warp_faces(photo_clip):

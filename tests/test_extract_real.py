@@ -51,14 +51,13 @@ def test_aligned_crops_put_landmarks_on_the_template(extracted):
 def test_default_tracking_equals_full_detection_on_clip_a():
     """Clip A (head down, where an O-net-only tracker once drifted ~50 px): with the default
     keyframe interval every frame's faces and landmarks equal a whole-pyramid detection."""
-    from faceswap.faces.track import FaceTracker
+    from faceswap.faces.track import track_faces
     from faceswap.video import FrameReader
 
     detector = FaceDetector()
-    tracker = FaceTracker(detector, DetectorConfig().redetect_every)
     gaps = []
-    for _, frames in FrameReader(REAL_CLIPS["A"]).chunks(16):
-        for full, tracked in zip(detector.detect(frames), tracker(frames)):
+    for _, frames in FrameReader(REAL_CLIPS["A"]).chunks(ExtractConfig.batch_size):
+        for full, tracked in zip(detector.detect(frames), track_faces(detector, frames, DetectorConfig().redetect_every)):
             assert len(full) == len(tracked)
             gaps += [np.abs(a.landmarks - b.landmarks).max() for a, b in zip(full, tracked)]
     assert len(gaps) >= 0.98 * 354

@@ -135,18 +135,26 @@ class FaceDetector:
         """`min_face` in detect pixels: where MTCNN's pyramid starts (most of its work is there)."""
         return max(12, int(self.config.min_face * float(np.min(factors))))
 
-    def _detect_small(self, small: np.ndarray, factors: np.ndarray, max_scale: float | None = None) -> list[list[Face]]:
-        """Detect in downscaled `(N, h, w, 3)` frames; `factors` `(N, 2)` = small/original size (x, y).
-        `max_scale`: skip the pyramid levels finer than this (see `faces.track`)."""
+    def _detect_small(self, small: np.ndarray, factors: np.ndarray) -> list[list[Face]]:
+        """`detect_downscaled` with the batch split over the detector's threads."""
         parts = np.array_split(np.arange(len(small)), max(1, min(self.threads, len(small))))
         if len(parts) < 2:
-            return self._detect_part(small, factors, max_scale)
+            return self.detect_downscaled(small, factors)
         # Frames are detected independently: the first part runs here, the others in the pool.
-        jobs = [self._pool.submit(self._detect_part, small[p], factors[p], max_scale) for p in parts[1:]]
-        first = self._detect_part(small[parts[0]], factors[parts[0]], max_scale)
+        jobs = [self._pool.submit(self.detect_downscaled, small[p], factors[p]) for p in parts[1:]]
+        first = self.detect_downscaled(small[parts[0]], factors[parts[0]])
         return first + [faces for job in jobs for faces in job.result()]
 
-    def _detect_part(self, small: np.ndarray, factors: np.ndarray, max_scale: float | None = None) -> list[list[Face]]:
+    def detect_downscaled(self, small: np.ndarray, factors: np.ndarray, max_scale: float | None = None) -> list[list[Face]]:
+        """Faces in copies made by `downscale`, in this thread.
+
+        Args:
+            small: `(N, h, w, 3)` uint8 RGB, all the same size.
+            factors: `(N, 2)` small/original size (x, y) of each.
+            max_scale: skip the pyramid levels finer than this (see `faces.track`).
+        Returns:
+            per frame, its faces (largest first), in original frame pixels.
+        """
         from faceswap.faces.cascade import detect_faces  # imports facenet-pytorch: only when detecting
 
         with torch.inference_mode():
