@@ -70,11 +70,14 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     """
     path = Path(path)
     _check_file(path)
+    counting = _start_packet_count(path)  # its own ffmpeg, side by side with the header read
     try:
         gen = imageio_ffmpeg.read_frames(str(path))
         meta = next(gen)
         gen.close()
     except (RuntimeError, OSError, StopIteration) as exc:
+        counting.kill()
+        counting.communicate()
         msg = str(exc)
         with open(path, "rb") as f:
             looks_mp4 = f.read(12)[4:8] == b"ftyp"
@@ -85,18 +88,25 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     fps = float(meta.get("fps") or 0.0)
     duration = float(meta.get("duration") or 0.0)
     if width <= 0 or height <= 0 or fps <= 0:
+        counting.kill()
+        counting.communicate()
         raise FaceswapError(f"{path}: not a video (no video stream with a frame rate)")
-    frame_count = _count_video_packets(path)
+    frame_count = _packet_count(counting)
     nominal = int(round(duration * fps)) if duration > 0 else frame_count
     return VideoInfo(path, width, height, fps, int(frame_count), nominal, duration, "audio_codec" in meta, str(meta.get("codec", "")))
 
 
-def _count_video_packets(path: Path) -> int:
-    """Frames in the file, counted by a stream copy (no decoding: ~0.1 s for a minute of video)."""
+def _start_packet_count(path: Path) -> subprocess.Popen:
+    """Start counting the frames in the file with a stream copy (no decoding: ~0.1 s for a minute
+    of video); `_packet_count` collects the answer."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-",
            "-progress", "pipe:1"]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    counts = re.findall(r"^frame=(\d+)", result.stdout, flags=re.MULTILINE)
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def _packet_count(counting: subprocess.Popen) -> int:
+    out, _ = counting.communicate()
+    counts = re.findall(r"^frame=(\d+)", out, flags=re.MULTILINE)
     return int(counts[-1]) if counts else 0
 
 
@@ -148,6 +158,12 @@ class FrameReader:
         return out.compile(cmd=ffmpeg_exe())
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        for indices, frames in self.chunks(8):
+            yield from zip(indices, frames)
+
+    def chunks(self, size: int) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Frames in batches: `(indices, frames)` with frames `(N, H, W, 3)` uint8, N <= size.
+        ffmpeg's output is read straight into each batch's array: no copy and no buffer per frame."""
         w, h = self.info.width, self.info.height
         frame_bytes = w * h * 3
         # With an end, stop as soon as the range is delivered instead of decoding to the end.
@@ -156,35 +172,41 @@ class FrameReader:
         errors: collections.deque = collections.deque(maxlen=20)
         err_thread = threading.Thread(target=_drain, args=(proc.stderr, errors), daemon=True)
         err_thread.start()
-        frames: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        batches: queue.Queue = queue.Queue(maxsize=max(1, self.prefetch // size))
         stop = threading.Event()
 
         def pump():
             n = 0
             try:
                 while not stop.is_set() and (limit is None or n < limit):
-                    buf = proc.stdout.read(frame_bytes)
-                    if len(buf) < frame_bytes:
-                        break
-                    frames.put(np.frombuffer(buf, np.uint8).reshape(h, w, 3))
-                    n += 1
+                    count = size if limit is None else min(size, limit - n)
+                    batch = np.empty((count, h, w, 3), np.uint8)
+                    filled = 0
+                    while filled < count and proc.stdout.readinto(memoryview(batch[filled]).cast("B")) == frame_bytes:
+                        filled += 1
+                    n += filled
+                    if filled:
+                        batches.put(batch[:filled])
+                    if filled < count:
+                        break  # end of the stream (a partial last frame is dropped)
             finally:
-                frames.put(None)
+                batches.put(None)
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         index = self.start
         try:
-            while (frame := frames.get()) is not None:
-                self.frames_read += 1
-                yield index, frame
-                index += self.every
+            while (batch := batches.get()) is not None:
+                self.frames_read += len(batch)
+                indices = list(range(index, index + len(batch) * self.every, self.every))
+                index += len(batch) * self.every
+                yield indices, batch
         finally:
             stop.set()
             # Unblock the pump if it waits on a full queue, then stop ffmpeg.
             while reader.is_alive():
                 try:
-                    frames.get_nowait()
+                    batches.get_nowait()
                 except queue.Empty:
                     reader.join(0.01)
             if proc.poll() is None:
@@ -198,18 +220,6 @@ class FrameReader:
         if finished and self.frames_read < self.expected - 1:
             self.warning = (f"{self.path.name} ended after {self.frames_read} of ~{self.expected} frames "
                             f"(truncated or damaged file); kept the frames it has")
-
-    def chunks(self, size: int) -> Iterator[tuple[list[int], np.ndarray]]:
-        """Frames in batches: `(indices, frames)` with frames `(N, H, W, 3)` uint8, N <= size."""
-        indices, batch = [], []
-        for index, frame in self:
-            indices.append(index)
-            batch.append(frame)
-            if len(batch) == size:
-                yield indices, np.stack(batch)
-                indices, batch = [], []
-        if batch:
-            yield indices, np.stack(batch)
 
 
 class VideoWriter:
