@@ -102,17 +102,20 @@ class _Extractor:
         if cpu:
             torch.set_num_threads(max(1, self.torch_threads // 3))
             cv2.setNumThreads(1)
-        try:
-            self.detector = FaceDetector(config.detector, self.device, threads=2 if cpu else 1)
-        except BaseException:
-            self._restore_threads()
-            raise
+        # The nets are built in the background (~0.2 s, mostly TorchScript tracing) while the first
+        # video is probed and its first frames decode; `detector` waits for them.
+        self._builder = ThreadPoolExecutor(max_workers=1)
+        self._detector = self._builder.submit(FaceDetector, config.detector, self.device, threads=2 if cpu else 1)
         self.pool = ThreadPoolExecutor(max_workers=PNG_WRITERS)
-        self.detect_pool = ThreadPoolExecutor(max_workers=2 if cpu else 1)  # batches are detected independently
+        self.detect_workers = 2 if cpu else 1
+        self.detect_pool = ThreadPoolExecutor(max_workers=self.detect_workers)  # batches are detected independently
         self.pending: list[Future] = []
-        self.probed: dict[Path, Future] = {}  # videos probed ahead (see `run_extract`)
         self.replaced_files: set[str] = set()  # old face files to delete once their source is redone
         self.last_save = time.monotonic()
+
+    @property
+    def detector(self) -> FaceDetector:
+        return self._detector.result()
 
     # -- output folder ---------------------------------------------------------------------------
     def _open_output(self) -> Alignments:
@@ -230,8 +233,7 @@ class _Extractor:
 
     def video(self, path: Path, progress: Progress | None) -> None:
         cfg = self.config
-        early = self.probed.pop(path, None)
-        info = early.result() if early else probe(path)
+        info = probe(path)
         begun = self._begin_source(path, "video", {"width": info.width, "height": info.height, "fps": info.fps,
                                                    "frame_count": info.frame_count})
         if begun is None:
@@ -246,7 +248,7 @@ class _Extractor:
             self.console.print(f"{path.name}: resuming at frame {first}")
         task = progress.add_task(path.name, total=reader.expected, faces=0) if progress else None
         found = 0
-        for indices, frames, faces in self._detect_ahead(reader.chunks(cfg.batch_size)):
+        for indices, frames, faces in self._detect_ahead(reader.chunks(cfg.batch_size), reader.expected):
             found += self._save_faces(frames, faces, indices, entry, key)
             self.summary.frames_read += len(indices)
             entry["next_frame"] = indices[-1] + 1
@@ -260,19 +262,25 @@ class _Extractor:
             progress.update(task, total=reader.frames_read, completed=reader.frames_read)
         self._finish_source(path, entry)
 
-    def _detect_ahead(self, chunks: Iterator[tuple[list[int], np.ndarray]]) -> Iterator[tuple[list[int], np.ndarray, list[list[Face]]]]:
+    def _detect_ahead(self, chunks: Iterator[tuple[list[int], np.ndarray]], expected: int) -> Iterator[tuple[list[int], np.ndarray, list[list[Face]]]]:
         """`(indices, frames, faces)` per batch, in order. The next batches are detected in worker
-        threads while the caller warps and saves this one (torch, OpenCV and isal release the GIL)."""
+        threads while the caller warps and saves this one (torch, OpenCV and isal release the GIL).
+        The last full batch is split in two at a keyframe so that both workers finish together
+        (the same keyframes, so the same faces; a lone last batch left a core idle ~0.2 s)."""
         every = self.config.detector.redetect_every
         pending: collections.deque = collections.deque()
+        seen = 0
         for indices, frames in chunks:
-            pending.append((indices, frames, self.detect_pool.submit(track_faces, self.detector, frames, every)))
+            seen += len(indices)
+            cut = -(-len(frames) // 2 // every) * every  # the first keyframe at or after the middle
+            parts = [frames[:cut], frames[cut:]] if expected - seen < len(frames) and self.detect_workers > 1 and 0 < cut < len(frames) else [frames]
+            pending.append((indices, frames, [self.detect_pool.submit(track_faces, self.detector, part, every) for part in parts]))
             if len(pending) > DETECT_AHEAD:
-                indices, frames, job = pending.popleft()
-                yield indices, frames, job.result()
+                indices, frames, jobs = pending.popleft()
+                yield indices, frames, [faces for job in jobs for faces in job.result()]
         while pending:
-            indices, frames, job = pending.popleft()
-            yield indices, frames, job.result()
+            indices, frames, jobs = pending.popleft()
+            yield indices, frames, [faces for job in jobs for faces in job.result()]
 
     def images(self, paths: list[Path], progress: Progress | None) -> None:
         task = progress.add_task(f"{len(paths)} images", total=len(paths), faces=0) if progress else None
@@ -312,6 +320,7 @@ class _Extractor:
         self._checkpoint(force=True)
         self.pool.shutdown()
         self.detect_pool.shutdown()
+        self._builder.shutdown()
         self._restore_threads()
         if success:
             # Files of redone sources that the new run did not write again.
@@ -344,13 +353,7 @@ def run_extract(config: ExtractConfig, console: Console | None = None, show_prog
     console = console or Console(stderr=True)
     summary_pre = ExtractSummary()
     jobs = _expand_inputs(config.inputs, summary_pre)
-    # Probe the first video (ffmpeg, in its own processes) while the detector's nets are built.
-    first_video = next((job for kind, job in jobs if kind == "video"), None)
-    with ThreadPoolExecutor(max_workers=1) as prober:
-        early = prober.submit(probe, first_video) if first_video else None
-        extractor = _Extractor(config, console, show_progress)
-        if early:
-            extractor.probed[first_video] = early
+    extractor = _Extractor(config, console, show_progress)
     summary = extractor.summary
     summary.errors += summary_pre.errors
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),

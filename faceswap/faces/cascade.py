@@ -25,7 +25,6 @@ from torchvision.ops import batched_nms
 PYRAMID_FACTOR = 0.709  # MTCNN's scale step between pyramid levels
 _NORM_MEAN, _NORM_SCALE = 127.5, 0.0078125
 CHUNK_PIXELS = 65536
-BATCH_SIZES = 16  # distinct batch sizes per net and input size (see `_net`)
 
 
 @dataclass
@@ -123,16 +122,17 @@ def _crop_candidates(table: np.ndarray, boxes: torch.Tensor, image: torch.Tensor
 
 def _net(net: torch.nn.Module, x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:
     """Run a net in chunks of ~64k input pixels: measured 2x faster per item than one big batch
-    on CPU (the activations stay in cache). A short last chunk is padded with zeros up to a
-    multiple of 1/`BATCH_SIZES` of the chunk: every new batch size costs the frozen net ~2-3 ms
-    once (oneDNN builds its kernels per shape), and R-/O-net candidates come in every count."""
+    on CPU (the activations stay in cache). A short last chunk is padded with zeros up to the next
+    power of two: every new batch size costs the frozen net a few ms once (oneDNN builds its
+    kernels per shape) and R-/O-net candidates come in every count; this keeps it to a handful of
+    sizes per net and level (clip A: 46 -> 30 sizes, ~0.1 s less at the start of every run)."""
     x = x.to(device).contiguous(memory_format=torch.channels_last)
     step = max(1, CHUNK_PIXELS // (x.shape[2] * x.shape[3]))
-    quantum = max(1, step // BATCH_SIZES)
     outs = []
     for i in range(0, len(x), step):
         part = x[i : i + step]
-        n, pad = len(part), -len(part) % quantum
+        n = len(part)
+        pad = min(step, 1 << (n - 1).bit_length()) - n
         if pad:
             part = torch.cat([part, part.new_zeros((pad, *part.shape[1:]))]).contiguous(memory_format=torch.channels_last)
         outs.append([out[:n] for out in net(part)])
