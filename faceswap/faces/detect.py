@@ -3,10 +3,11 @@
 MTCNN's nets and weights come from facenet-pytorch (shipped in its wheel); the cascade around them
 is ours (`faces.cascade`: batched, exact area resampling instead of facenet's per-candidate Python
 loop, same results). Detection runs on a copy whose longer side is `detect_size`; on CPU the nets
-run as oneDNN graphs (see `_inference_net`). Videos go through `faces.track.FaceTracker`, which
+run as oneDNN graphs (see `_inference_net`). Videos go through `faces.track.track_faces`, which
 skips the pyramid levels that look for faces much smaller than the ones in view between full
 detections. Single thread, clips A-D: full detection went from ~15.6 to ~9 ms/frame with the
-cascade and nets, ~6.5 with the tracker (facenet's own MTCNN on full-resolution frames: 55-200).
+cascade and nets, ~4.1-4.4 with the tracker on 32-frame batches (facenet's own MTCNN on
+full-resolution frames: 55-200).
 """
 
 from __future__ import annotations
