@@ -88,7 +88,7 @@ def main():
               help="Detect on a copy whose longer side is this many px; raise it for small faces in large frames.")
 @click.option("--redetect-every", default=8, show_default=True, type=click.IntRange(min=1),
               help="In videos, look for faces of every size every N frames; in between, skip the search for "
-                   "faces much smaller than those in view (~1.4x less detection work; 1 = every frame).")
+                   "faces much smaller than those in view (1.4-1.6x less detection work; 1 = every frame).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--overwrite", is_flag=True, help="Redo sources already extracted into OUTPUT and replace their faces.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -6,8 +6,8 @@ loop, same results). Detection runs on a copy whose longer side is `detect_size`
 run as oneDNN graphs (see `_inference_net`). Videos go through `faces.track.track_faces`, which
 skips the pyramid levels that look for faces much smaller than the ones in view between full
 detections. Single thread, clips A-D: full detection went from ~15.6 to ~9 ms/frame with the
-cascade and nets, ~4.1-4.4 with the tracker on 32-frame batches (facenet's own MTCNN on
-full-resolution frames: 55-200).
+cascade and nets; on 32-frame batches 5.9-10.0 in full, 3.9-6.6 with the tracker (facenet's own
+MTCNN on full-resolution frames: 55-200).
 """
 
 from __future__ import annotations
