@@ -15,7 +15,7 @@ import click
 
 from faceswap import __version__
 from faceswap.errors import FaceswapError
-from faceswap.faces.align import COVERAGES, DEFAULT_COVERAGE
+from faceswap.faces.coverage import COVERAGES, DEFAULT_COVERAGE
 
 
 class _Group(click.Group):

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from faceswap.errors import FaceswapError
+from faceswap.faces.coverage import COVERAGES, DEFAULT_COVERAGE
 
 # Mean frontal face in face units (eye midpoint origin, interocular distance 1).
 TEMPLATE_FACE_UNITS = np.array(
@@ -40,12 +41,6 @@ TEMPLATE_FACE_UNITS = np.array(
     dtype=np.float64,
 )
 
-COVERAGES: dict[str, tuple[float, float]] = {
-    "tight": (3.0, 0.75),
-    "face": (4.0, 0.50),
-    "head": (5.5, 0.35),
-}
-DEFAULT_COVERAGE = "face"
 # The face ellipse of `template_face_mask` (convert pastes inside it), in face units.
 FACE_ELLIPSE_CENTRE = (0.0, 0.62)
 FACE_ELLIPSE_AXES = (1.08, 1.45)
