@@ -6,6 +6,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -196,9 +197,12 @@ def test_tracking_gives_full_detections_with_fewer_pyramid_levels(photo_clip, mo
     assert levels == [None] * 3
 
 
-def test_batches_detected_side_by_side_come_back_in_order(photo_clip, tmp_path):
-    """extract detects several batches at once on two threads: every frame's faces land under its
-    own index, equal to detecting that frame alone."""
+@pytest.mark.parametrize("batch_size, redetect_every", [(3, 8), (16, 4)])  # (16, 4): the last batches are split in two
+def test_batches_detected_side_by_side_come_back_in_order(photo_clip, tmp_path, batch_size, redetect_every):
+    """extract detects several batches at once on two threads, and splits the last full batch at
+    a keyframe over both: every frame's faces land under its own index, equal to detecting that
+    frame alone."""
+    from faceswap.faces.detect import DetectorConfig
     from faceswap.video import FrameReader
 
     frames = np.concatenate([f for _, f in FrameReader(photo_clip).chunks(24)])
@@ -206,7 +210,9 @@ def test_batches_detected_side_by_side_come_back_in_order(photo_clip, tmp_path):
     clip = tmp_path / "clip.mp4"
     with VideoWriter(clip, frames.shape[2], frames.shape[1], 24, crf=0) as writer:
         writer.write(frames)
-    run_extract(ExtractConfig(inputs=[clip], output=tmp_path / "faces", batch_size=3), show_progress=False)
+    config = ExtractConfig(inputs=[clip], output=tmp_path / "faces", batch_size=batch_size,
+                           detector=DetectorConfig(redetect_every=redetect_every))
+    run_extract(config, show_progress=False)
     (entry,) = Alignments.load(tmp_path / "faces" / ALIGNMENTS_NAME).sources.values()
     detector = FaceDetector()
     decoded = np.concatenate([f for _, f in FrameReader(clip).chunks(24)])
