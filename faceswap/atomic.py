@@ -42,12 +42,11 @@ def sync_folder(folder: str | os.PathLike) -> None:
     filesystem only (`os.sync()` flushes every filesystem, which can stall a busy machine);
     `os.sync()` where syncfs is missing."""
     import ctypes
-    import ctypes.util
 
     try:
-        syncfs = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).syncfs
+        syncfs = ctypes.CDLL(None).syncfs  # the C library already loaded in this process
         fd = os.open(folder, os.O_RDONLY)
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         os.sync()
         return
     try:

@@ -37,12 +37,10 @@ def keep_freed_memory(keep: bool = True) -> None:
     adaptive threshold reaches under tensor work (its static 128 KiB default faults every large
     tensor in anew: a conv loop ran 1.6x slower with 5x the page faults). No-op off glibc."""
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        mallopt = ctypes.CDLL(None).mallopt  # the C library already loaded in this process
+    except (OSError, AttributeError, TypeError):
         return
     m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
     # Blocks below 32 MiB (glibc's largest threshold) from the heap; never shrink it for a freed

@@ -275,18 +275,22 @@ class _Extractor:
         (the same keyframes, so the same faces; a lone last batch left a core idle ~0.2 s)."""
         every = self.config.detector.redetect_every
         pending: collections.deque = collections.deque()
+
+        def oldest():
+            indices, frames, jobs = pending.popleft()
+            return indices, frames, [faces for job in jobs for faces in job.result()]
+
         seen = 0
         for indices, frames in chunks:
             seen += len(indices)
             cut = -(-len(frames) // 2 // every) * every  # the first keyframe at or after the middle
-            parts = [frames[:cut], frames[cut:]] if expected - seen < len(frames) and self.detect_workers > 1 and 0 < cut < len(frames) else [frames]
+            last_full = expected - seen < len(frames) and self.detect_workers > 1 and 0 < cut < len(frames)
+            parts = [frames[:cut], frames[cut:]] if last_full else [frames]
             pending.append((indices, frames, [self.detect_pool.submit(track_faces, self.detector, part, every) for part in parts]))
             if len(pending) > DETECT_AHEAD:
-                indices, frames, jobs = pending.popleft()
-                yield indices, frames, [faces for job in jobs for faces in job.result()]
+                yield oldest()
         while pending:
-            indices, frames, jobs = pending.popleft()
-            yield indices, frames, [faces for job in jobs for faces in job.result()]
+            yield oldest()
 
     def images(self, paths: list[Path], progress: Progress | None) -> None:
         task = progress.add_task(f"{len(paths)} images", total=len(paths), faces=0) if progress else None
@@ -321,7 +325,7 @@ class _Extractor:
     def _restore_process_settings(self) -> None:
         torch.set_num_threads(self.torch_threads)
         cv2.setNumThreads(self.cv2_threads)
-        keep_freed_memory(False)  # the next stage (demo: training) gets malloc's defaults back
+        keep_freed_memory(False)  # the next stage (demo: training) gets freed memory returned again
 
     def close(self, success: bool) -> None:
         self._checkpoint(force=True)

@@ -72,27 +72,28 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     path = Path(path)
     _check_file(path)
     counting = _start_packet_count(path)  # its own ffmpeg, side by side with the header read
-    # `ffmpeg -i` alone prints the header and stops (~25 ms); imageio-ffmpeg's own header parser
-    # (the one its `read_frames` uses) reads it. Starting a decode to get the header took ~0.1 s.
-    header = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True, errors="replace").stderr
     try:
-        meta = parse_ffmpeg_header(header)
-    except (IndexError, KeyError, ValueError) as exc:
+        # `ffmpeg -i` alone prints the header and stops (~25 ms); imageio-ffmpeg's own header parser
+        # (the one its `read_frames` uses) reads it. Starting a decode to get the header took ~0.1 s.
+        header = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], stdin=subprocess.DEVNULL,
+                                capture_output=True, text=True, errors="replace").stderr
+        try:
+            meta = parse_ffmpeg_header(header)
+        except (IndexError, KeyError, ValueError) as exc:
+            with open(path, "rb") as f:
+                looks_mp4 = f.read(12)[4:8] == b"ftyp"
+            if "moov atom not found" in header and looks_mp4:
+                raise FaceswapError(f"{path}: truncated or corrupt video (no index: 'moov atom not found')") from exc
+            raise FaceswapError(f"{path}: not a video ffmpeg can read (corrupt or another kind of file)") from exc
+        width, height = (int(v) for v in meta["size"])
+        fps = float(meta.get("fps") or 0.0)
+        duration = float(meta.get("duration") or 0.0)
+        if width <= 0 or height <= 0 or fps <= 0:
+            raise FaceswapError(f"{path}: not a video (no video stream with a frame rate)")
+    except BaseException:
         counting.kill()
         counting.communicate()
-        with open(path, "rb") as f:
-            looks_mp4 = f.read(12)[4:8] == b"ftyp"
-        if "moov atom not found" in header and looks_mp4:
-            raise FaceswapError(f"{path}: truncated or corrupt video (no index: 'moov atom not found')") from exc
-        raise FaceswapError(f"{path}: not a video ffmpeg can read (corrupt or another kind of file)") from exc
-    width, height = (int(v) for v in meta["size"])
-    fps = float(meta.get("fps") or 0.0)
-    duration = float(meta.get("duration") or 0.0)
-    if width <= 0 or height <= 0 or fps <= 0:
-        counting.kill()
-        counting.communicate()
-        raise FaceswapError(f"{path}: not a video (no video stream with a frame rate)")
+        raise
     frame_count = _packet_count(counting)
     nominal = int(round(duration * fps)) if duration > 0 else frame_count
     return VideoInfo(path, width, height, fps, int(frame_count), nominal, duration, "audio_codec" in meta, str(meta.get("codec", "")))

@@ -38,6 +38,7 @@ from kornia.geometry.transform import build_laplacian_pyramid
 from kornia.metrics import ssim
 
 from faceswap.convert.mask import face_masks
+from faceswap.detect.regions import masked_mean
 from faceswap.train.losses import ssim_window
 
 ERODE_PERCENT = 6.0  # of the crop side: keeps the score off the mask's feathered edge
@@ -49,19 +50,11 @@ def inner_face_mask(size: int, coverage: str, device: torch.device | str = "cpu"
     return face_masks(1, size, coverage, erode=ERODE_PERCENT, device=device)
 
 
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """`(B, C, H, W)` and `(1|B, 1, H', W')` -> `(B,)`; the mask is area-resized to H x W."""
-    if mask.shape[-1] != x.shape[-1]:
-        mask = F.interpolate(mask, size=x.shape[-2:], mode="area")
-    m = mask.expand(len(x), 1, *x.shape[-2:])
-    return (x * m).sum((1, 2, 3)) / (m.sum((1, 2, 3)) * x.shape[1]).clamp_min(1e-8)
-
-
 def face_error(u: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Laplacian-pyramid L1 + (1 - SSIM) inside `mask`: `(B, 3, S, S)` x 2, `(1, 1, S, S)` -> `(B,)`."""
     pu, pv = build_laplacian_pyramid(u, PYRAMID_LEVELS), build_laplacian_pyramid(v, PYRAMID_LEVELS)
-    lap = sum(_masked_mean((a - b).abs(), mask) for a, b in zip(pu, pv)) / len(pu)
-    dssim = 1.0 - _masked_mean(ssim(u, v, ssim_window(u.shape[-1]), padding="same"), mask)
+    lap = sum(masked_mean((a - b).abs(), mask) for a, b in zip(pu, pv)) / len(pu)
+    dssim = 1.0 - masked_mean(ssim(u, v, ssim_window(u.shape[-1]), padding="same"), mask)
     return lap + dssim
 
 

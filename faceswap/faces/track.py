@@ -46,22 +46,20 @@ def track_faces(detector: FaceDetector, frames: np.ndarray, redetect_every: int)
         for i, faces in zip(indices, detector.detect_downscaled(small[indices], factors[indices], max_scale)):
             results[i] = faces
 
-    detect(list(range(0, n, every)))
-
-    def smallest_at_key(i: int) -> float:
-        """Smallest face (detect px) the keyframe of frame i found, or 0 for none."""
-        return min((f.size * scale for f in results[i - i % every]), default=0.0)
-
+    keys = list(range(0, n, every))
+    detect(keys)
+    # Smallest face (detect px) each keyframe found, 0 for none; frame i belongs to keyframe i - i % every.
+    smallest = {k: min((f.size * scale for f in results[k]), default=0.0) for k in keys}
     between = [i for i in range(n) if i % every]
-    redo = [i for i in between if not smallest_at_key(i)]  # nothing in view: whole pyramid
-    coarse = [i for i in between if smallest_at_key(i)]
+    redo = [i for i in between if not smallest[i - i % every]]  # nothing in view: whole pyramid
+    coarse = [i for i in between if smallest[i - i % every]]
     if coarse:
         # One call for all: the levels that the smallest face in view calls for (frames whose
         # keyframe saw larger faces get a few more levels than they need, which changes nothing).
-        detect(coarse, max_scale=_WINDOW * LEVEL_MARGIN / min(smallest_at_key(i) for i in coarse))
+        detect(coarse, max_scale=_WINDOW * LEVEL_MARGIN / min(smallest[i - i % every] for i in coarse))
         for i in coarse:
-            key, faces = results[i - i % every], results[i]
-            if len(faces) < len(key) or any(f.size * scale < SHRINK * smallest_at_key(i) for f in faces):
+            key = i - i % every
+            if len(results[i]) < len(results[key]) or any(f.size * scale < SHRINK * smallest[key] for f in results[i]):
                 redo.append(i)  # a face was lost or shrank: look again with the whole pyramid
     if redo:
         detect(sorted(redo))
