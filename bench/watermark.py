@@ -259,7 +259,7 @@ def main() -> None:
     head = (f"{'clip':4} {'host':5} {'size':>9} {'PSNR':>5} {'flat':>5} {'HVS':>5} {'attack':>10} "
             + " ".join(f"{'w' + str(w):>6}" for w in WINDOWS) + f" {'found@T':>8}")
     print(head)
-    rows, null_tag, null_z, null_n, costs, strips = [], 0, [], 0, [], []
+    rows, null_tag, null_id, null_z, null_n, costs, strips = [], 0, 0, [], 0, [], []
     for name in args.clips:
         clip = SHARED / CLIPS[name]
         if not clip.exists():
@@ -289,10 +289,17 @@ def main() -> None:
                 acc = {win: (np.mean([(r.bits == bits).mean() for r in windows(ev, win)]) if win <= len(ev) else float("nan"))
                        for win in WINDOWS}
                 target_win = TARGET_WINDOW[attack]
-                found = np.mean([r.found for r in windows(ev, target_win)])
-                rows.append({"clip": name, "host": host, "attack": attack, "acc": acc[target_win], "found": found, **vis})
+                decided = windows(ev, target_win)
+                found = np.mean([r.found for r in decided])
+                # the coded id: right / uncertain (None) / wrong, over the windows where the mark is found
+                ids = [r.model_id for r in decided if r.found]
+                id_right = sum(i == MODEL_ID[: wm.ID_DATA_BITS // 4] for i in ids)
+                id_wrong = sum(i is not None and i != MODEL_ID[: wm.ID_DATA_BITS // 4] for i in ids)
+                rows.append({"clip": name, "host": host, "attack": attack, "acc": acc[target_win], "found": found,
+                             "id_right": id_right, "id_wrong": id_wrong, "id_found": len(ids), **vis})
                 print(f"{name:4} {host:5} {w:>4}x{h:<4} {vis['psnr']:5.1f} {vis['flat']:5.1f} {vis['hvs']:5.1f} {attack:>10} "
                       + " ".join(f"{acc[win]:6.3f}" for win in WINDOWS) + f" {found:8.2f}"
+                      + f"  id {id_right}/{len(ids)} right, {id_wrong} wrong"
                       + (f"  ({fr.shape[2]}x{fr.shape[1]})" if attack == "crf23+480" else ""), flush=True)
         # Unmarked: the clip's own frames through CRF 23, decided with the tool key and null keys.
         ev = evidence_of(read(encode(frames, work / f"{name}_plain.mp4", 23)), detector)
@@ -300,6 +307,7 @@ def main() -> None:
             for k in range(args.null_keys + 1):
                 rs = windows(ev, win, wm.DEFAULT_KEY if k == 0 else b"null-%d" % k)
                 null_tag += sum(r.found for r in rs)
+                null_id += sum(r.model_id is not None for r in rs)
                 null_z += [r.z for r in rs]
                 null_n += len(rs)
     if strips:
@@ -335,7 +343,13 @@ def main() -> None:
             per = " ".join(f"{r['clip']} {r['acc']:.3f}" for r in ar)
             print(f"  [{host}] bit accuracy >= {TARGET_ACC} after {attack:<9} from {TARGET_WINDOW[attack]:>2} frames: {per}  "
                   f"{verdict(worst['acc'] >= TARGET_ACC)}")
-    print(f"  false-positive rate <= {TARGET_FP:g} over sliding windows: {fp:.2e}  {verdict(fp <= TARGET_FP)}")
+        wrong = sum(r["id_wrong"] for r in hr)
+        right = sum(r["id_right"] for r in hr)
+        total = sum(r["id_found"] for r in hr)
+        print(f"  [{host}] model id ({wm.ID_DATA_BITS} bits, coded) wrong in none of the windows where the mark is found: "
+              f"{right}/{total} right, {total - right - wrong} uncertain, {wrong} wrong  {verdict(wrong == 0)}")
+    print(f"  false-positive rate <= {TARGET_FP:g} over sliding windows: {fp:.2e}  {verdict(fp <= TARGET_FP)}"
+          f" (an id reported in {null_id} unmarked windows)")
     if scaled:
         print(f"  embed + decode <= {TARGET_MS:.0f} ms per 256 px face: max {max(scaled):.2f} ms  "
               f"{verdict(max(scaled) <= TARGET_MS)}")

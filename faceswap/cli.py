@@ -6,6 +6,7 @@ exit; `--debug` shows the traceback instead.
 
 from __future__ import annotations
 
+import errno
 import sys
 import traceback
 
@@ -16,6 +17,11 @@ import click
 from faceswap import __version__
 from faceswap.errors import FaceswapError
 from faceswap.faces.coverage import COVERAGES, DEFAULT_COVERAGE
+
+# Frames are decoded a batch at a time into one array: 1024 frames of 1080p are 6 GiB; a batch of
+# 100000 asked numpy for terabytes (a traceback from the decoder thread).
+MAX_BATCH = 1024
+MAX_DETECT_SIZE = 4096
 
 
 class _Group(click.Group):
@@ -34,6 +40,9 @@ class _Group(click.Group):
                 traceback.print_exc()
             elif isinstance(exc, FaceswapError):
                 click.echo(f"Error: {exc}", err=True)
+            elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # A full disk in a stage that does not say so itself: still one clear line.
+                click.echo(f"Error: no space left on device{f' writing {exc.filename}' if exc.filename else ''}", err=True)
             else:
                 click.echo(f"Error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
             sys.exit(1)
@@ -74,7 +83,7 @@ def main():
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Folder for the face PNGs and alignments.json.")
-@click.option("--size", default=256, show_default=True, help="Side of the aligned face crops in pixels.")
+@click.option("--size", default=256, show_default=True, type=click.IntRange(32, 4096), help="Side of the aligned face crops in pixels.")
 @click.option("--coverage", type=click.Choice(list(COVERAGES)), default=DEFAULT_COVERAGE, show_default=True,
               help="How much of the head a crop shows: tight (brows to chin), face (hairline to chin), head (with hair).")
 @click.option("--every", default=1, show_default=True, type=click.IntRange(min=1), help="Use every Nth frame.")
@@ -83,8 +92,8 @@ def main():
 @click.option("--min-face", default=40, show_default=True, type=click.IntRange(min=1), help="Ignore faces smaller than this (px, longer box side).")
 @click.option("--min-score", default=0.9, show_default=True, type=click.FloatRange(0, 1), help="Ignore detections less certain than this.")
 @click.option("--max-faces", default=0, show_default=True, type=click.IntRange(min=0), help="Keep at most N faces per frame, largest first (0 = all).")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Frames per detector batch.")
-@click.option("--detect-size", default=256, show_default=True, type=click.IntRange(min=48),
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, MAX_BATCH), help="Frames per detector batch.")
+@click.option("--detect-size", default=256, show_default=True, type=click.IntRange(48, MAX_DETECT_SIZE),
               help="Detect on a copy whose longer side is this many px; raise it for small faces in large frames.")
 @click.option("--redetect-every", default=8, show_default=True, type=click.IntRange(min=1),
               help="In videos, look for faces of every size every N frames; in between, skip the search for "
@@ -141,12 +150,13 @@ def extract(inputs, output, size, coverage, every, start, end, min_face, min_sco
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="auto: bf16 autocast where the CPU/GPU does bf16 fast, fp16 on older GPUs, else fp32.")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: physical cores).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: the CPUs that other jobs leave free, re-checked as it runs).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model (slower start; helps on some GPUs).")
 @click.option("--max-memory", default=4.0, show_default=True, help="GiB the face caches of A and B may take together.")
+@click.option("--overwrite", is_flag=True, help="Start a new model in --model-dir even if it holds other files or a model (replaced).")
 @debug_option
 def train(faces_a, faces_b, model_dir, preset, learn_mask, batch_size, iterations, minutes, save_every, preview_every, log_every,
-          loss, eye_mouth_weight, lr, warp, val_fraction, seed, device, precision, threads, compile_, max_memory):
+          loss, eye_mouth_weight, lr, warp, val_fraction, seed, device, precision, threads, compile_, max_memory, overwrite):
     """Train (or resume) the A<->B swap model. Ctrl-C stops cleanly with a save; run it again to resume.
 
     \b
@@ -163,7 +173,8 @@ def train(faces_a, faces_b, model_dir, preset, learn_mask, batch_size, iteration
         faces_a=faces_a, faces_b=faces_b, model_dir=model_dir, preset=preset, learn_mask=learn_mask, batch_size=batch_size,
         iterations=iterations, minutes=minutes, save_every=save_every, preview_every=preview_every, log_every=log_every,
         loss=loss, eye_mouth_weight=eye_mouth_weight, lr=lr, val_fraction=val_fraction, seed=seed, device=device,
-        precision=precision, threads=threads, compile=compile_, max_memory_gb=max_memory, augment=AugmentConfig(warp=warp)))
+        precision=precision, threads=threads, compile=compile_, max_memory_gb=max_memory, overwrite=overwrite,
+        augment=AugmentConfig(warp=warp)))
 
 
 
@@ -197,14 +208,14 @@ def train(faces_a, faces_b, model_dir, preset, learn_mask, batch_size, iteration
               help="Encoder speed/size trade-off.")
 @click.option("--start", default=0, show_default=True, type=click.IntRange(min=0), help="First frame index.")
 @click.option("--end", default=None, type=click.IntRange(min=1), help="Stop before this frame index (exclusive).")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Frames per model batch.")
-@click.option("--detect-size", default=256, show_default=True, type=click.IntRange(min=48),
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, MAX_BATCH), help="Frames per model batch.")
+@click.option("--detect-size", default=256, show_default=True, type=click.IntRange(48, MAX_DETECT_SIZE),
               help="When detecting (no alignments): longer side (px) of the copy MTCNN sees.")
 @click.option("--min-face", default=40, show_default=True, type=click.IntRange(min=1), help="When detecting: ignore smaller faces (px).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="Model arithmetic; auto = bf16 where the CPU/GPU does it natively (faster), else fp32.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: torch's).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: the CPUs that other jobs leave free when it starts).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--no-credentials", is_flag=True,
               help="Skip the metadata label and Content Credentials (warns); the invisible watermark always stays.")
@@ -260,6 +271,9 @@ def inspect(files, as_json, max_frames, no_watermark, trust):
     else:
         for r in reports:
             click.echo(format_report(r))
+    for r in reports:  # the report says it too; stderr is where scripts and people look for failures
+        if r["error"]:
+            click.echo(f"Error: {r['error']}", err=True)
     if any(r["synthetic"] for r in reports):
         sys.exit(0)
     sys.exit(2 if any(r["error"] for r in reports) else 1)
@@ -304,11 +318,11 @@ def _face_source_options(f):
         click.option("--every", default=1, show_default=True, type=click.IntRange(min=1), help="Use every Nth frame of videos."),
         click.option("--max-frames", default=None, type=click.IntRange(min=1), help="Read at most N frames of each video."),
         click.option("--aligned", is_flag=True, help="Take images without faceswap metadata as aligned face crops too."),
-        click.option("--detect-size", default=256, show_default=True, type=click.IntRange(min=48), help="Face detection size (see extract)."),
+        click.option("--detect-size", default=256, show_default=True, type=click.IntRange(48, MAX_DETECT_SIZE), help="Face detection size (see extract)."),
         click.option("--min-face", default=40, show_default=True, type=click.IntRange(min=1), help="Ignore smaller faces (px)."),
-        click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1), help="Frames per batch."),
+        click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, MAX_BATCH), help="Frames per batch."),
         click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])),
-        click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: torch's; 1 on a busy machine)."),
+        click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: the CPUs that other jobs leave free, re-checked during detect train)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
     ]):
         f = opt(f)
@@ -396,11 +410,10 @@ def detect_train(real, output, model_dir, fake, holdout, fpr, size, iterations, 
     from faceswap.detect import DetectTrainConfig, run_detect_train
     from faceswap.detect.oneclass import OneClassConfig
     from faceswap.faces.detect import DetectorConfig
-
     summary = run_detect_train(DetectTrainConfig(
         real=list(real), output=output, model_dir=model_dir, fake=list(fake), holdout=holdout, fpr=fpr, size=size,
-        oneclass=OneClassConfig(size=min(OneClassConfig.size, size), iterations=iterations, seed=seed), every=every, max_frames=max_frames, batch_size=batch_size,
-        aligned=aligned, device=device, threads=threads, overwrite=overwrite,
+        oneclass=OneClassConfig(size=min(OneClassConfig.size, size), iterations=iterations, seed=seed), every=every,
+        max_frames=max_frames, batch_size=batch_size, aligned=aligned, device=device, threads=threads, overwrite=overwrite,
         detector=DetectorConfig(detect_size=detect_size, min_face=min_face)), show_progress=not quiet)
     for warning in summary.warnings:
         click.echo(f"Warning: {warning}", err=True)

@@ -30,7 +30,10 @@ from faceswap.errors import FaceswapError
 from faceswap.faces.align import COVERAGES, DEFAULT_COVERAGE, alignment_matrices, cut_faces
 from faceswap.faces.detect import DetectorConfig, Face, FaceDetector
 from faceswap.faces.track import track_faces
-from faceswap.faces.store import ALIGNMENTS_NAME, IMAGE_EXTENSIONS, Alignments, file_fingerprint, list_images, read_face_png, write_face_png
+from faceswap.faces.store import (ALIGNMENTS_NAME, IMAGE_EXTENSIONS, Alignments, file_fingerprint, list_images, read_face_meta,
+                                  read_face_png, write_face_png)
+from faceswap.errors import NoSpaceError, write_failure
+from faceswap.lock import OutputLock
 from faceswap.video import FrameReader, probe
 
 CHECKPOINT_SECONDS = 5.0
@@ -77,7 +80,10 @@ def _face_record(face: Face, matrix: np.ndarray, file: str) -> dict[str, Any]:
 
 def _write_faces(faces: list[tuple[Path, np.ndarray, dict[str, Any]]]) -> None:
     for path, crop, meta in faces:
-        write_face_png(path, crop, meta, sync=False)
+        try:
+            write_face_png(path, crop, meta, sync=False)
+        except OSError as exc:
+            raise write_failure(path, exc) from exc
 
 
 class _Extractor:
@@ -110,6 +116,8 @@ class _Extractor:
         self.detect_workers = 2 if cpu else 1
         self.detect_pool = ThreadPoolExecutor(max_workers=self.detect_workers)  # batches are detected independently
         self.pending: list[Future] = []
+        self.write_failed = False  # a face write failed: alignments must not list its frames
+        self.new_keys: set[str] = set()  # sources this run added to alignments
         self.replaced_files: set[str] = set()  # old face files to delete once their source is redone
         self.last_save = time.monotonic()
         self.checkpoint_every = CHECKPOINT_SECONDS
@@ -143,11 +151,25 @@ class _Extractor:
                 self.replaced_files.update(existing.face_files())
                 return Alignments(path, cfg.size, cfg.coverage)
             return existing
-        strays = list_images(self.out)
-        if strays and not cfg.overwrite:
-            raise FaceswapError(f"{self.out} already holds {len(strays)} images that faceswap extract did not write; "
-                                f"use another folder or --overwrite")
+        images = list_images(self.out)
+        # Faces of our own run that stopped before its first checkpoint (a full disk, a kill) carry
+        # their metadata: taken as ours, rewritten by this run. Anything else is the user's.
+        foreign = next((p for p in images if not self._own_face(p)), None)
+        if foreign is not None and not cfg.overwrite:
+            raise FaceswapError(f"{self.out} already holds images that faceswap extract did not write ({foreign.name} "
+                                f"of {len(images)} images); use another folder or --overwrite")
         return Alignments(path, cfg.size, cfg.coverage)
+
+    def _own_face(self, path: Path) -> bool:
+        """An aligned face PNG that extract wrote with this run's size and coverage."""
+        if path.suffix.lower() != ".png":
+            return False
+        try:
+            meta = read_face_meta(path)
+        except OSError:
+            return False
+        return (isinstance(meta, dict) and str(meta.get("tool", "")).startswith("faceswap ") and "source" in meta
+                and "frame" in meta and (meta.get("size"), meta.get("coverage")) == (self.config.size, self.config.coverage))
 
     def _checkpoint(self, force: bool = False) -> None:
         """Save alignments once every face it lists is on disk. Faces are written without an fsync
@@ -157,14 +179,46 @@ class _Extractor:
         under ~5 % of the time."""
         if not force and time.monotonic() - self.last_save < self.checkpoint_every:
             return
-        for fut in self.pending:
-            fut.result()
-        self.pending.clear()
+        self._wait_for_writes()
         started = time.monotonic()
-        sync_folder(self.out)
-        self.alignments.save()
+        self._save()
         self.last_save = time.monotonic()
         self.checkpoint_every = max(CHECKPOINT_SECONDS, 20 * (self.last_save - started))
+
+    def _wait_for_writes(self) -> None:
+        """Wait for every queued face write; then re-raise the first failure."""
+        error = None
+        while self.pending:
+            try:
+                self.pending.pop(0).result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the other writes
+                self.write_failed = True
+                error = error or exc
+        if error is not None:
+            raise error
+
+    def _save(self) -> None:
+        if not self.alignments.sources and not self.alignments.path.exists():
+            return  # nothing extracted into a new folder: no alignments.json (the lock removes the empty folder)
+        sync_folder(self.out)
+        try:
+            self.alignments.save()
+        except OSError as exc:
+            raise write_failure(self.alignments.path, exc) from exc
+
+    def _drop_unwritten(self) -> None:
+        """After a failed face write: forget the frames whose faces are not all on disk, so that
+        alignments.json lists only files that exist and a rerun resumes before the first gap."""
+        for key, entry in list(self.alignments.sources.items()):
+            gaps = [int(i) for i, faces in entry["frames"].items() if any(not (self.out / f["file"]).exists() for f in faces)]
+            if not gaps:
+                continue
+            if entry.get("kind") != "video":
+                del self.alignments.sources[key]
+                continue
+            first = min(gaps)
+            entry["frames"] = {i: faces for i, faces in entry["frames"].items() if int(i) < first}
+            entry["next_frame"], entry["complete"] = first, False
 
     def _stem_for(self, key: str, path: Path) -> str:
         """A face-file prefix unique among sources in this folder (same-named files in different folders)."""
@@ -228,6 +282,7 @@ class _Extractor:
                  "frames": {}}
         entry["stem"] = self._stem_for(key, path)
         self.alignments.sources[key] = entry
+        self.new_keys.add(key)
         return key, entry
 
     def _options(self) -> dict[str, Any]:
@@ -239,6 +294,9 @@ class _Extractor:
     def video(self, path: Path, progress: Progress | None) -> None:
         cfg = self.config
         info = probe(path)
+        last = max(info.frame_count, info.nominal_frames)
+        if cfg.start >= last:
+            raise FaceswapError(f"{path.name}: --start {cfg.start} is past its end ({last} frames); nothing extracted")
         begun = self._begin_source(path, "video", {"width": info.width, "height": info.height, "fps": info.fps,
                                                    "frame_count": info.frame_count})
         if begun is None:
@@ -253,13 +311,19 @@ class _Extractor:
             self.console.print(f"{path.name}: resuming at frame {first}")
         task = progress.add_task(path.name, total=reader.expected, faces=0) if progress else None
         found = 0
-        for indices, frames, faces in self._detect_ahead(reader.chunks(cfg.batch_size), reader.expected):
-            found += self._save_faces(frames, faces, indices, entry, key)
-            self.summary.frames_read += len(indices)
-            entry["next_frame"] = indices[-1] + 1
-            if progress:
-                progress.update(task, advance=len(indices), faces=found)
-            self._checkpoint()
+        batch = min(cfg.batch_size, max(1, reader.expected))  # a batch larger than the video allocates for nothing
+        try:
+            for indices, frames, faces in self._detect_ahead(reader.chunks(batch), reader.expected):
+                found += self._save_faces(frames, faces, indices, entry, key)
+                self.summary.frames_read += len(indices)
+                entry["next_frame"] = indices[-1] + 1
+                if progress:
+                    progress.update(task, advance=len(indices), faces=found)
+                self._checkpoint()
+        except FaceswapError:
+            if not entry["frames"]:
+                del self.alignments.sources[key]  # nothing decoded: no entry (nor a folder) left behind
+            raise
         if reader.warning:
             self.summary.warnings.append(reader.warning)
         entry["complete"] = True
@@ -328,12 +392,29 @@ class _Extractor:
         keep_freed_memory(False)  # the next stage (demo: training) gets freed memory returned again
 
     def close(self, success: bool) -> None:
-        self._checkpoint(force=True)
-        self.pool.shutdown()
-        self.detect_pool.shutdown()
-        self._builder.shutdown()
-        self._restore_process_settings()
-        if success:
+        """Wait for the writes and save alignments (also after a failure or Ctrl-C, so a rerun
+        resumes); raises a write failure only when the run itself succeeded (else it would hide
+        the error in flight)."""
+        error: BaseException | None = None
+        try:
+            try:
+                self._wait_for_writes()
+            except BaseException as exc:  # noqa: BLE001 - see the docstring
+                error = exc
+            if self.write_failed:
+                self._drop_unwritten()
+            try:
+                self._save()
+            except FaceswapError as exc:
+                error = error or exc
+            if error is not None and success:
+                raise error
+        finally:
+            self.pool.shutdown()
+            self.detect_pool.shutdown()
+            self._builder.shutdown()
+            self._restore_process_settings()
+        if success and not self.write_failed:
             # Files of redone sources that the new run did not write again.
             for name in self.replaced_files:
                 (self.out / name).unlink(missing_ok=True)
@@ -364,6 +445,13 @@ def run_extract(config: ExtractConfig, console: Console | None = None, show_prog
     console = console or Console(stderr=True)
     summary_pre = ExtractSummary()
     jobs = _expand_inputs(config.inputs, summary_pre)
+    # One job per output folder: a second one is refused here, before it writes anything.
+    with OutputLock(config.output, "extract"):
+        return _run_extract(config, console, show_progress, jobs, summary_pre)
+
+
+def _run_extract(config: ExtractConfig, console: Console, show_progress: bool, jobs: list[tuple[str, Any]],
+                 summary_pre: ExtractSummary) -> ExtractSummary:
     extractor = _Extractor(config, console, show_progress)
     summary = extractor.summary
     summary.errors += summary_pre.errors
@@ -380,13 +468,18 @@ def run_extract(config: ExtractConfig, console: Console | None = None, show_prog
                         extractor.video(job, progress)
                     else:
                         extractor.images(job, progress)
+                except NoSpaceError:
+                    raise  # every further source would fail the same way
                 except FaceswapError as exc:
                     summary.errors.append(str(exc))
+        if summary.faces_written == 0 and summary.sources_done > 0 and not summary.errors:
+            # Not recorded as done (a rerun would skip them and exit 0); a new folder is not left behind.
+            for key in extractor.new_keys:
+                extractor.alignments.sources.pop(key, None)
+            raise FaceswapError("no faces found in " + ", ".join(str(p) for p in config.inputs))
         success = True
     finally:
         extractor.close(success)
-    if summary.faces_written == 0 and summary.sources_done > 0 and not summary.errors:
-        raise FaceswapError("no faces found in " + ", ".join(str(p) for p in config.inputs))
     return summary
 
 

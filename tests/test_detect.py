@@ -372,4 +372,9 @@ def test_faces_from_a_video_equal_the_faces_extract_writes(head_clips, tmp_path)
     (from_video,) = faces_by_source(iter_faces([plain], cfg)).values()
     (from_pngs,) = faces_by_source(iter_faces([tmp_path / "faces"], cfg)).values()
     assert from_video[1] == from_pngs[1] == list(range(8))
-    assert torch.equal(from_video[0], from_pngs[0])
+    # Same cut and same resize; only MTCNN's landmarks may differ by float rounding, because oneDNN picks
+    # its kernels by batch shape and ISA (extract detects 32-frame batches, this path 16: 3e-5 px apart on
+    # an AVX2 CPU, bit-identical on AVX-512), and that can move a pixel of the 256 px cut across a rounding
+    # step. A different resampling path would change most pixels by several levels.
+    diff = (from_video[0].int() - from_pngs[0].int()).abs()
+    assert diff.max() <= 1 and (diff > 0).float().mean() <= 1e-3, (diff.max(), (diff > 0).sum())

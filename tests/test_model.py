@@ -130,3 +130,131 @@ def test_load_model_refuses_bad_dirs(tmp_path):
     (d / CONFIG_NAME).write_text("{not json")
     with pytest.raises(FaceswapError, match="not JSON"):
         load_model(d)
+
+
+def _data_spans(blob: bytes) -> tuple[int, dict[str, tuple[int, int]]]:
+    """Header length and each tensor's absolute byte span in a safetensors file."""
+    import struct
+
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    return n, {k: (8 + n + v["data_offsets"][0], 8 + n + v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"}
+
+
+def test_a_flipped_bit_anywhere_in_the_tensor_data_is_refused(tmp_path):
+    """Weights are checked by every load; the training state (2/3 of a real checkpoint: Adam moments,
+    RNG) by the loads that use it (resume). It used to be unhashed, so most flips loaded."""
+    from faceswap.model.autoencoder import read_checkpoint
+
+    d, model = _tiny_dir(tmp_path)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32))[0].mean().backward()
+    opt.step()
+    from faceswap.train.state import pack_optimizer
+
+    tensors, opt_meta = pack_optimizer(opt)
+    save_checkpoint(d, model, 7, {**tensors, "rng/0": torch.Generator().get_state()}, {"optimizer": opt_meta})
+    blob = (d / WEIGHTS_NAME).read_bytes()
+    _, spans = _data_spans(blob)
+    train_keys = [k for k in spans if k.startswith("train/")]
+    assert sum(b - a for k, (a, b) in spans.items() if k in train_keys) > 0.6 * (len(blob) - min(a for a, _ in spans.values()))
+    start, end = min(a for a, _ in spans.values()), len(blob)
+    hit = set()
+    for off in [start, end - 1, *range(start, end, (end - start) // 24)]:  # the data section's ends and 24 offsets between
+        key = next(k for k, (a, b) in spans.items() if a <= off < b)
+        damaged = bytearray(blob)
+        damaged[off] ^= 0x04
+        (d / WEIGHTS_NAME).write_bytes(bytes(damaged))
+        if key in train_keys:
+            hit.add("train")
+            with pytest.raises(FaceswapError, match="training state .* SHA-256"):
+                read_checkpoint(d)
+            load_model(d)  # inference needs only the weights, and they are intact (and verified)
+        else:
+            hit.add("weights")
+            for load in (load_model, model_id, lambda x: read_checkpoint(x, with_train_state=False), read_checkpoint):
+                with pytest.raises(FaceswapError, match="weights do not match"):
+                    load(d)
+    assert hit == {"train", "weights"}
+    # Metadata is covered too: an iteration rewritten in place (same header length) is refused on resume.
+    (d / WEIGHTS_NAME).write_bytes(blob.replace(b'"iteration":"7"', b'"iteration":"9"'))
+    assert (d / WEIGHTS_NAME).read_bytes() != blob
+    with pytest.raises(FaceswapError, match="training state"):
+        read_checkpoint(d)
+    (d / WEIGHTS_NAME).write_bytes(blob)
+    ck = read_checkpoint(d)
+    assert ck.train_verified and ck.iteration == 7 and "optim/0/exp_avg" in ck.train_tensors
+
+
+def test_checkpoint_tensors_are_copied_out_of_the_file(tmp_path):
+    """safetensors hands out tensors backed by a memory map of the file: the hash would vouch for
+    bytes a later in-place write can change, and a resumed run pinned the replaced file's disk space."""
+    from faceswap.model.autoencoder import read_checkpoint
+
+    d, model = _tiny_dir(tmp_path)
+    ck = read_checkpoint(d)
+    before = {k: v.clone() for k, v in {**ck.weights, **ck.train_tensors}.items()}
+    blob = (d / WEIGHTS_NAME).read_bytes()
+    _, spans = _data_spans(blob)
+    with open(d / WEIGHTS_NAME, "r+b") as f:  # in place, not a rename
+        for a, b in spans.values():
+            f.seek(a)
+            f.write(bytes(b - a))
+    for k, v in {**ck.weights, **ck.train_tensors}.items():
+        assert torch.equal(v, before[k]), k
+
+
+def _write_raw_checkpoint(d, weights, train, iteration=1):
+    """A checkpoint with valid hashes around whatever tensors it is given (what a diverged run saved)."""
+    from safetensors.torch import save
+
+    from faceswap.model.autoencoder import train_sha256, weights_sha256
+
+    tensors = {**weights, **{"train/" + k: v for k, v in train.items()}}
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "preset": "tiny", "iteration": str(iteration),
+            "weights_sha256": weights_sha256(weights), "train_state": "{}"}
+    meta["train_sha256"] = train_sha256(meta, {k: v for k, v in tensors.items() if k.startswith("train/")})
+    (d / WEIGHTS_NAME).write_bytes(save(tensors, metadata=meta))
+
+
+def test_non_finite_weights_are_neither_saved_nor_loaded(tmp_path):
+    from faceswap.model.autoencoder import read_checkpoint
+
+    d, model = _tiny_dir(tmp_path)
+    good = (d / WEIGHTS_NAME).read_bytes()
+    with torch.no_grad():
+        model.decoders["b"].out.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(FaceswapError, match="NaN/inf"):
+        save_checkpoint(d, model, 8)
+    with torch.no_grad():
+        model.decoders["b"].out.weight[0, 0, 0, 0] = 0.0
+    with pytest.raises(FaceswapError, match="NaN/inf"):
+        save_checkpoint(d, model, 8, {"optim/0/exp_avg_sq": torch.tensor([1.0, float("inf")])})
+    assert (d / WEIGHTS_NAME).read_bytes() == good and not list(d.glob(".*.tmp"))
+
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    weights["decoders.a.out.bias"][0] = float("nan")  # convert would paste black boxes
+    _write_raw_checkpoint(d, weights, {"optim/0/exp_avg": torch.ones(3)})
+    for load in (load_model, model_id, read_checkpoint):
+        with pytest.raises(FaceswapError, match=r"NaN/inf values \(decoders.a.out.bias\)"):
+            load(d)
+    _write_raw_checkpoint(d, model.state_dict(), {"optim/0/exp_avg": torch.tensor([1.0, float("nan")])})
+    with pytest.raises(FaceswapError, match=r"NaN/inf values \(train/optim/0/exp_avg\)"):
+        read_checkpoint(d)  # a resume refuses it
+    assert load_model(d).size == 32  # the weights are fine
+
+
+def test_checkpoints_without_a_training_state_hash_still_load(tmp_path):
+    """Checkpoints written before `train_sha256`: weights verified as before, training state flagged unverified."""
+    from safetensors.torch import save
+
+    from faceswap.model.autoencoder import read_checkpoint, weights_sha256
+
+    d, model = _tiny_dir(tmp_path)
+    weights = dict(model.state_dict())
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "preset": "tiny", "iteration": "3",
+            "weights_sha256": weights_sha256(weights), "train_state": "{}"}
+    (d / WEIGHTS_NAME).write_bytes(save({**weights, "train/optim/0/exp_avg": torch.ones(2)}, metadata=meta))
+    ck = read_checkpoint(d)
+    assert not ck.train_verified and ck.iteration == 3 and torch.equal(ck.train_tensors["optim/0/exp_avg"], torch.ones(2))
+    assert model_id(d) == weights_sha256(weights)

@@ -45,10 +45,34 @@ def test_payload_carries_tag_and_id():
     bits = payload_bits(MODEL_ID)
     assert bits.shape == (wm.N_BITS,) and wm.N_BITS >= 32
     assert wm._from_bits(bits[:16]) == wm.TOOL_TAG
-    assert f"{wm._from_bits(bits[16:32]):04x}" == MODEL_ID[:4]
+    tag = np.linspace(1.5, 2.5, 16)  # a clear tag: the id's chance of being wrong is tiny
+    ident, error = wm.decode_id((bits[16:32] * 2.0 - 1.0) * 2.0, tag)
+    assert f"{ident:02x}" == MODEL_ID[:2] and error < 1e-6
     assert not payload_bits(None)[16:].any()
     with pytest.raises(FaceswapError):
         payload_bits("not-hex!")
+
+
+def test_id_code_corrects_two_wrong_bits_and_says_when_unsure():
+    book = wm.id_codebook()
+    dist = (book[:, None] != book[None]).sum(-1) + 99 * np.eye(len(book), dtype=int)
+    assert book.shape == (256, 16) and len({r.tobytes() for r in book}) == 256 and dist.min() == 6
+    rng = np.random.default_rng(0)
+    tag = rng.normal(1.0, 0.5, 16)
+    for value in rng.choice(256, 40, replace=False):
+        z = book[value] * 2.0 - 1.0
+        z[rng.choice(16, 2, replace=False)] *= -1  # two bits on the wrong side, as confidently as the rest
+        assert wm.decode_id(z, tag)[0] == value
+    # Halfway between two words (three bits each way) the best is no likelier than the runner-up.
+    a, b = np.argwhere(dist == 6)[0]
+    z = book[a] * 2.0 - 1.0
+    z[np.flatnonzero(book[a] != book[b])] = 0.0
+    assert wm.decode_id(z, tag)[1] >= 0.5
+    # A tag that barely came through makes any id uncertain.
+    assert wm.decode_id(book[a] * 2.0 - 1.0, rng.normal(0.0, 1.0, 16) - 0.5)[1] == 1.0
+    ev_bits = wm.payload_bits(MODEL_ID)
+    weak = wm.decide(np.zeros((4, 4, len(wm.COEFFS))))
+    assert not weak.found and weak.model_id is None and np.array_equal(ev_bits[:16], wm.TAG_PATTERN)
 
 
 def test_round_trip_on_synthetic_frames():
@@ -65,7 +89,7 @@ def test_round_trip_on_synthetic_frames():
         single.update(marked, lm[None])
         assert single.result().found  # one lossless frame is enough
     result = decoder.result()
-    assert result.found and result.model_id == MODEL_ID[:4]
+    assert result.found and result.model_id == MODEL_ID[:2]
     assert np.array_equal(result.bits, bits)
     assert min(psnrs) >= 38.0, psnrs
 
@@ -98,7 +122,7 @@ def test_mark_faces_is_the_convert_hook():
         mark_faces(frames, [0], masks, mats, bits)
         assert not np.array_equal(frames[0], frame)
         decoder.update(frames[0], lm[None])
-    assert decoder.result().model_id == MODEL_ID[:4]
+    assert decoder.result().model_id == MODEL_ID[:2]
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +167,7 @@ def test_watermark_survives_h264_crf23(marked_clip):
         decoder.update(frame)
     result = decoder.result()
     assert result.frames_with_faces == 8
-    assert result.found and result.model_id == MODEL_ID[:4]
+    assert result.found and result.model_id == MODEL_ID[:2]
     assert (result.bits == payload_bits(MODEL_ID)).mean() >= 0.99
 
 
@@ -238,7 +262,7 @@ def test_inspect_reports_all_three_layers(marked_clip, tmp_path):
     result = CliRunner().invoke(main, ["inspect", "--json", "--frames", "8", str(stripped)])
     report = json.loads(result.output)["files"][0]
     assert result.exit_code == 0 and report["c2pa"]["status"] == "absent" and not report["metadata"]["present"]
-    assert report["watermark"]["found"] and report["watermark"]["model_id"] == MODEL_ID[:4]
+    assert report["watermark"]["found"] and report["watermark"]["model_id"] == MODEL_ID[:2]
 
 
 def test_inspect_missing_file_exit_code(tmp_path):

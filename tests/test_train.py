@@ -7,6 +7,7 @@ real presets' shapes are tested in test_model.py.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -287,10 +288,150 @@ def test_cli_builds_the_config_and_prints_one_line_errors(face_dirs, tmp_path, m
     seen = {}
     monkeypatch.setattr("faceswap.train.train", lambda cfg: seen.setdefault("cfg", cfg))
     args = ["train", "--a", str(face_dirs[0]), "--b", str(face_dirs[1]), "--preset", "original", "--iterations", "7",
-            "--minutes", "2.5", "--loss", "mse", "--eye-mouth-weight", "3", "--warp", "tps", "--learn-mask", "--seed", "9"]
+            "--minutes", "2.5", "--loss", "mse", "--eye-mouth-weight", "3", "--warp", "tps", "--learn-mask", "--seed", "9",
+            "--overwrite"]
     r = runner.invoke(main, args)
     assert r.exit_code == 0, r.output
     cfg = seen["cfg"]
-    assert (cfg.preset, cfg.iterations, cfg.minutes, cfg.loss, cfg.eye_mouth_weight, cfg.augment.warp, cfg.learn_mask, cfg.seed) == (
-        "original", 7, 2.5, "mse", 3.0, "tps", True, 9)
+    assert (cfg.preset, cfg.iterations, cfg.minutes, cfg.loss, cfg.eye_mouth_weight, cfg.augment.warp, cfg.learn_mask, cfg.seed,
+            cfg.overwrite) == ("original", 7, 2.5, "mse", 3.0, "tps", True, 9, True)
     assert cfg.model_dir == Path("models") / "original_a_b"
+
+
+# --- checkpoint integrity ----------------------------------------------------------------------------
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_a_damaged_training_state_is_refused_and_left_alone(face_dirs, tmp_path):
+    """A flipped bit in the Adam moments or RNG state (most of the file) used to resume and be overwritten."""
+    import struct
+
+    d = tmp_path / "m"
+    train(_cfg(face_dirs, d, iterations=2))
+    path = d / "model.safetensors"
+    blob = path.read_bytes()
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    for key in ("train/optim/0/exp_avg_sq", "train/rng/0"):
+        a, b = header[key]["data_offsets"]
+        damaged = bytearray(blob)
+        damaged[8 + n + (a + b) // 2] ^= 0x01
+        path.write_bytes(bytes(damaged))
+        before = _files(d)
+        with pytest.raises(FaceswapError, match="training state .* SHA-256.*train leaves it as it is"):
+            train(_cfg(face_dirs, d, iterations=4))
+        assert _files(d) == before
+
+
+def test_train_takes_over_only_dirs_it_wrote(face_dirs, tmp_path):
+    src = tmp_path / "src"
+    train(_cfg(face_dirs, src, iterations=1))
+    config = json.loads((src / "config.json").read_text())
+
+    only_config = tmp_path / "only_config"  # e.g. a config.json copied without its weights
+    only_config.mkdir()
+    (only_config / "config.json").write_text(json.dumps(config))
+    no_arch = tmp_path / "no_arch"  # weights, but a config.json that does not say what they are
+    no_arch.mkdir()
+    (no_arch / "model.safetensors").write_bytes((src / "model.safetensors").read_bytes())
+    (no_arch / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "architecture"}))
+    foreign = tmp_path / "foreign"  # somebody else's config.json
+    foreign.mkdir()
+    (foreign / "config.json").write_text(json.dumps({"name": "my app"}))
+    for d, match in ((only_config, "holds a config.json but no model.safetensors"), (no_arch, "does not describe a model faceswap wrote"),
+                     (foreign, "not a faceswap model config")):
+        before = _files(d)
+        with pytest.raises(FaceswapError, match=f"{match}.*--overwrite"):
+            train(_cfg(face_dirs, d, iterations=2))
+        assert _files(d) == before, d
+        res = train(_cfg(face_dirs, d, iterations=2, overwrite=True))  # asked for: a new model
+        assert res.iteration == 2 and load_model(d).size == 32
+        assert len(json.loads((d / "config.json").read_text())["runs"]) == 1
+    # --overwrite also replaces a model that fails its checks, and starts a good one afresh.
+    path = no_arch / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(FaceswapError, match="corrupt or truncated.*--overwrite"):
+        train(_cfg(face_dirs, no_arch, iterations=3))
+    assert train(_cfg(face_dirs, no_arch, iterations=1, overwrite=True)).iteration == 1
+    assert read_checkpoint(no_arch).iteration == 1
+
+
+def test_a_diverging_run_keeps_the_last_good_checkpoint(face_dirs, tmp_path):
+    d = tmp_path / "m"
+    train(_cfg(face_dirs, d, iterations=6, save_every=3, preview_every=3, log_every=3))
+    before = _files(d)
+    x = torch.rand(2, 3, 32, 32)
+    good = load_model(d).swap(x, "a2b")[0]
+    with pytest.raises(FaceswapError, match=r"diverged by iteration [7-9] \(NaN/inf in the .+\).*keeps iteration 6.*lower --lr"):
+        train(_cfg(face_dirs, d, iterations=30, save_every=3, preview_every=3, log_every=3, lr=1e6))
+    after = _files(d)
+    assert after.pop("config.json") != before.pop("config.json")  # the run is recorded; nothing else changed
+    assert after == before
+    assert good.isfinite().all() and torch.equal(load_model(d).swap(x, "a2b")[0], good)
+    assert read_checkpoint(d).iteration == 6
+    # The check also covers what the loss does not show yet: weights that went non-finite in the last step.
+    steps = []
+    real_step = torch.optim.Adam.step
+
+    def poisoning_step(self, *a, **k):
+        out = real_step(self, *a, **k)
+        steps.append(1)
+        if len(steps) == 3:  # iteration 9, the one that is saved
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("inf"))
+        return out
+
+    try:
+        torch.optim.Adam.step = poisoning_step
+        with pytest.raises(FaceswapError, match="diverged by iteration 9 .*NaN/inf in the encoder"):
+            train(_cfg(face_dirs, d, iterations=9, save_every=3))
+    finally:
+        torch.optim.Adam.step = real_step
+    assert read_checkpoint(d).iteration == 6
+
+
+def test_lr_must_be_a_positive_number(face_dirs, tmp_path):
+    for lr in (0.0, -1e-4, float("nan"), float("inf")):
+        with pytest.raises(FaceswapError, match="--lr must be a positive number"):
+            train(_cfg(face_dirs, tmp_path / "m", iterations=1, lr=lr))
+    assert not (tmp_path / "m").exists()
+    r = CliRunner().invoke(main, ["train", "--a", str(face_dirs[0]), "--b", str(face_dirs[1]), "-m", str(tmp_path / "m"), "--lr", "-1"])
+    assert r.exit_code == 1 and r.output.strip() == "Error: --lr must be a positive number (got -1)"
+
+
+def test_a_kill_9_during_a_save_leaves_a_temp_that_the_next_run_removes(face_dirs, tmp_path):
+    """A real kill -9 while `model.safetensors` is being written (held just before its rename)."""
+    d = tmp_path / "m"
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        from faceswap.model.autoencoder import PRESETS, Preset
+        PRESETS["tiny"] = {TINY_SRC}
+        from faceswap.train import TrainConfig, train
+        real_replace, saves = os.replace, []
+        def replace(src, dst):
+            if str(dst).endswith("model.safetensors"):
+                saves.append(dst)
+                if len(saves) == 3:  # the third save: its temp file is written and synced, the rename not done
+                    print(src, flush=True)
+                    time.sleep(600)
+            return real_replace(src, dst)
+        os.replace = replace
+        train(TrainConfig({str(face_dirs[0])!r}, {str(face_dirs[1])!r}, {str(d)!r}, preset="tiny", batch_size=8,
+                          save_every=1, preview_every=1000, log_every=1000, quiet=True, iterations=10**6, threads=1))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        temp = Path(proc.stdout.readline().decode().strip())  # blocks until the save is under way
+    finally:
+        proc.kill()
+        proc.wait()
+    assert temp.parent == d and temp.is_file(), proc.stderr.read().decode()[-500:]
+    assert temp.stat().st_size > (d / "model.safetensors").stat().st_size / 2
+    assert read_checkpoint(d).iteration == 1  # saves 0 and 1 made it; the killed one did not
+    live = d / f".model.safetensors.{os.getpid()}-1.tmp"  # a save in flight in a live process: not touched
+    live.write_bytes(b"x")
+    res = train(_cfg(face_dirs, d, iterations=1))  # nothing to train, still cleans up
+    assert res.iteration == 1 and not temp.exists() and live.exists()

@@ -19,6 +19,7 @@ lookahead, whatever the video's length.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from contextlib import contextmanager, nullcontext
@@ -36,12 +37,14 @@ from faceswap.convert.blend import BLEND_MODES, paste_faces
 from faceswap.convert.color import COLOR_MODES, DEFAULT_COLOR, transfer_color
 from faceswap.convert.mask import MASK_SOURCES, face_masks
 from faceswap.convert.smooth import DEFAULT_DEGREE, DEFAULT_LOOKAHEAD, LandmarkSmoother
-from faceswap.device import pick_device, set_torch_threads
+from faceswap.device import pick_device, torch_threads
 from faceswap.errors import FaceswapError
 from faceswap.faces.align import alignment_matrices, matrix_scale, warp_faces
 from faceswap.faces.detect import DetectorConfig
 from faceswap.atomic import atomic_write_bytes
 from faceswap.faces.store import Alignments, file_fingerprint, list_images, png_chunk, read_face_png
+from faceswap.errors import NoSpaceError, write_failure
+from faceswap.lock import OutputLock
 from faceswap.provenance import container_tags, finish_output, mark_faces, payload_bits
 from faceswap.video import FrameReader, VideoWriter, probe
 
@@ -76,7 +79,7 @@ class ConvertConfig:
     batch_size: int = 16  # frames per chunk; all their faces go through the model together
     device: str = "auto"
     precision: str = "auto"  # model arithmetic: auto = bf16 where the CPU/GPU does it natively, else fp32
-    threads: int | None = None  # torch CPU threads (None = torch's default)
+    threads: int | None = None  # torch CPU threads (None = what other jobs leave free)
     overwrite: bool = False
     no_credentials: bool = False  # skip metadata + C2PA (with a warning); the watermark always stays
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -264,6 +267,8 @@ class _LandmarkSource:
 
     def image(self, path: Path, image: np.ndarray, alignments: Alignments | None) -> list[np.ndarray]:
         found = alignments.find_source(path) if alignments else None
+        if found is not None:
+            _check_entry(alignments.path, found[0], found[1], ["0"])
         if found is not None and "0" in found[1]["frames"]:
             return [np.asarray(f["landmarks"], np.float64) for f in found[1]["frames"]["0"]]
         self.summary.frames_detected += 1
@@ -295,12 +300,7 @@ def _check_paths(cfg: ConvertConfig) -> str:
             raise FaceswapError("--start/--end apply to videos, not image folders")
         if out.exists() and not out.is_dir():
             raise FaceswapError(f"input is an image folder, so the output must be a folder too; {out} is a file")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise FaceswapError(f"cannot create output folder {out}: {exc.strerror or exc}") from exc
-        _check_writable(out, "images")
-        return "images"
+        return "images"  # the folder is made by the output lock (and removed again if nothing lands in it)
     if out.suffix.lower() not in OUTPUT_VIDEO_EXTENSIONS:
         raise FaceswapError(f"output {out.name}: use a video file name ending in {', '.join(sorted(OUTPUT_VIDEO_EXTENSIONS))}")
     if out.is_dir():
@@ -315,9 +315,40 @@ def _check_paths(cfg: ConvertConfig) -> str:
     return "video"
 
 
+def _load_alignments(path: Path) -> Alignments:
+    al = Alignments.load(path)
+    bad = next((k for k, e in al.sources.items() if not isinstance(e, dict)), None)
+    if bad is not None:
+        raise FaceswapError(f"{path}: the entry for {Path(bad).name} is not an object; extract again")
+    return al
+
+
+def _check_entry(path: Path, key: str, entry: dict, frames: list[str] | None = None) -> None:
+    """Refuse an alignments entry convert cannot use, naming the file, source, frame and face
+    (an edited or damaged file otherwise surfaced as a bare TypeError deep in the alignment)."""
+    where = f"{path}: {Path(key).name}"
+    known = entry.get("frames")
+    if not isinstance(known, dict):
+        raise FaceswapError(f"{where}: 'frames' is missing or not an object")
+    for i in known if frames is None else [f for f in frames if f in known]:
+        faces = known[i]
+        if not isinstance(faces, list):
+            raise FaceswapError(f"{where}, frame {i}: expected a list of faces, got {type(faces).__name__}")
+        for k, face in enumerate(faces):
+            lm = face.get("landmarks") if isinstance(face, dict) else None
+            try:
+                ok = lm is not None and np.isfinite(arr := np.asarray(lm, np.float64)).all() and arr.shape == (5, 2)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                what = "is not an object" if not isinstance(face, dict) else \
+                    "has no 'landmarks'" if lm is None else "has 'landmarks' that are not 5 finite (x, y) points"
+                raise FaceswapError(f"{where}, frame {i}, face {k} {what}; extract again")
+
+
 def _alignments_entry(cfg: ConvertConfig, info) -> dict:
     """The alignments entry for the input video; refuses alignments made for another video."""
-    al = Alignments.load(cfg.alignments)
+    al = _load_alignments(cfg.alignments)
     found = al.find_source(cfg.input)
     if found is None:
         names = ", ".join(sorted(Path(k).name for k in al.sources)) or "none"
@@ -332,6 +363,7 @@ def _alignments_entry(cfg: ConvertConfig, info) -> dict:
         raise FaceswapError(f"{cfg.alignments} was made for another version of {Path(key).name} "
                             f"({got[0]}x{got[1]}, {got[2]} frames; this video is {want[0]}x{want[1]}, {want[2]} frames, "
                             f"or its content changed): extract it again")
+    _check_entry(Path(cfg.alignments), key, entry)
     return entry
 
 
@@ -352,11 +384,14 @@ def _convert_video(cfg: ConvertConfig, swapper: FaceSwapper, source: _LandmarkSo
     entry = _alignments_entry(cfg, info) if cfg.alignments else None
     if entry is not None:
         source.entry = entry
-    reader = FrameReader(cfg.input, start=cfg.start, end=cfg.end, info=info)
-    # Audio for exactly the frames written: trimmed when a range was asked for, copied whole otherwise.
+    # timestamps: every frame keeps its source time (a variable-frame-rate clip re-timed to its
+    # average rate drifted from the audio copied beside it).
+    reader = FrameReader(cfg.input, start=cfg.start, end=cfg.end, info=info, timestamps=True)
+    # Audio for exactly the frames written: from the first to the last frame when a range was asked
+    # for (audio_start=None), copied whole otherwise.
     trimmed = cfg.start > 0 or cfg.end is not None
-    audio_start = cfg.start / info.fps if trimmed else 0.0
-    audio_duration = reader.expected / info.fps if trimmed else None
+    audio_start = None if trimmed else 0.0
+    audio_duration = None
     smoother = LandmarkSmoother(cfg.smooth_window if cfg.smooth else 0, DEFAULT_DEGREE)
     task = progress.add_task(Path(cfg.input).name, total=reader.expected, faces=0) if progress else None
     pending: dict[int, np.ndarray] = {}
@@ -368,7 +403,7 @@ def _convert_video(cfg: ConvertConfig, swapper: FaceSwapper, source: _LandmarkSo
         landmarks = [faces for _, faces in ready]
         out = swapper.swap(frames, landmarks)
         with timer("encode"):
-            writer.write(np.stack(out))
+            writer.write(np.stack(out), pts=[reader.pts.pop(i) for i, _ in ready], time_base=reader.time_base)
         n_faces = sum(len(f) for f in landmarks)
         summary.frames += len(ready)
         summary.faces_swapped += n_faces
@@ -379,7 +414,7 @@ def _convert_video(cfg: ConvertConfig, swapper: FaceSwapper, source: _LandmarkSo
     with VideoWriter(cfg.output, info.width, info.height, info.fps, crf=cfg.crf, preset=cfg.x264_preset,
                      audio_from=cfg.input, audio_start=audio_start, audio_duration=audio_duration, metadata=tags,
                      lossless=cfg.crf == 0) as writer:
-        chunks = reader.chunks(cfg.batch_size)
+        chunks = reader.chunks(min(cfg.batch_size, max(1, reader.expected)))  # no batch larger than the video
         while True:
             with timer("decode"):
                 chunk = next(chunks, None)
@@ -425,7 +460,7 @@ def _convert_images(cfg: ConvertConfig, swapper: FaceSwapper, source: _LandmarkS
     paths = list_images(cfg.input)
     if not paths:
         raise FaceswapError(f"{cfg.input}: folder has no images")
-    alignments = Alignments.load(cfg.alignments) if cfg.alignments else None
+    alignments = _load_alignments(cfg.alignments) if cfg.alignments else None
     names = {}
     for p in paths:  # outputs are PNG (lossless, carries the label); keep names unique
         name = p.stem + ".png"
@@ -433,6 +468,21 @@ def _convert_images(cfg: ConvertConfig, swapper: FaceSwapper, source: _LandmarkS
     clashes = [n for n in names.values() if (Path(cfg.output) / n).exists()]
     if clashes and not cfg.overwrite:
         raise FaceswapError(f"{cfg.output} already holds {clashes[0]} (and {len(clashes) - 1} more outputs); use --overwrite or another folder")
+    try:
+        _swap_images(cfg, swapper, source, tags, summary, timer, progress, paths, names, alignments)
+    except BaseException:
+        # A failed run (disk full, Ctrl-C) leaves none of the images it added; replaced ones stay replaced.
+        for p in summary.outputs:
+            if p.name not in clashes:
+                p.unlink(missing_ok=True)
+        raise
+    if summary.faces_swapped == 0 and summary.frames:
+        summary.warnings.append(f"no face found in the images of {cfg.input}: copied through unchanged (still labelled)")
+
+
+def _swap_images(cfg: ConvertConfig, swapper: FaceSwapper, source: _LandmarkSource, tags: dict[str, str], summary: ConvertSummary,
+                 timer: StageTimer, progress: Progress | None, paths: list[Path], names: dict[Path, str],
+                 alignments: Alignments | None) -> None:
     task = progress.add_task(f"{len(paths)} images", total=len(paths), faces=0) if progress else None
     for start in range(0, len(paths), cfg.batch_size):
         batch, images, landmarks = [], [], []
@@ -449,48 +499,101 @@ def _convert_images(cfg: ConvertConfig, swapper: FaceSwapper, source: _LandmarkS
             images.append(image)
         out = swapper.swap(images, landmarks)
         for path, image, faces in zip(batch, out, landmarks):
+            target = Path(cfg.output) / names[path]
             with timer("encode"):
-                atomic_write_bytes(Path(cfg.output) / names[path], labelled_png(image, tags))
-            summary.outputs.append(Path(cfg.output) / names[path])
+                try:
+                    atomic_write_bytes(target, labelled_png(image, tags))
+                except OSError as exc:
+                    raise write_failure(target, exc) from exc
+            summary.outputs.append(target)
             summary.frames += 1
             summary.faces_swapped += len(faces)
             summary.frames_without_face += not faces
         if progress:
             progress.update(task, advance=len(paths[start : start + cfg.batch_size]), faces=summary.faces_swapped)
-    if summary.faces_swapped == 0 and summary.frames:
-        summary.warnings.append(f"no face found in the images of {cfg.input}: copied through unchanged (still labelled)")
 
 
 def run_convert(config: ConvertConfig, console: Console | None = None, show_progress: bool = True) -> ConvertSummary:
     """Convert one video or image folder. Raises `FaceswapError` for bad input (nothing is left
     under the output name then); per-image failures in folder mode land in `summary.errors`."""
-    from faceswap.model.autoencoder import load_model, model_id
-
     console = console or Console(stderr=True)
     kind = _check_paths(config)
-    device = pick_device(config.device)
-    set_torch_threads(config.threads)
-    model = load_model(config.model_dir, device)
-    mid = model_id(config.model_dir)
-    tags = {} if config.no_credentials else container_tags(mid, config.options())
-    summary = ConvertSummary(output=Path(config.output))
-    timer = StageTimer(summary.stage_seconds)
-    swapper = FaceSwapper(model, config, device, timer, payload_bits(mid))
-    source = _LandmarkSource(None, config, device, summary)
-    progress = _progress(console, show_progress)
-    t0 = time.perf_counter()
-    with progress or nullcontext():
-        if kind == "video":
-            _convert_video(config, swapper, source, tags, summary, timer, progress)
-        else:
-            _convert_images(config, swapper, source, tags, summary, timer, progress)
-    # Provenance layer 3: Content Credentials on the finished file(s); a failed signing only warns.
-    outputs = [Path(config.output)] if kind == "video" else summary.outputs
-    for path in outputs:
-        summary.warnings += [w for w in finish_output(path, mid, credentials=not config.no_credentials)
-                             if w not in summary.warnings]
-    summary.seconds = time.perf_counter() - t0
+    # One job per output: a second convert into it is refused before it writes anything. An image
+    # folder is made by the lock and removed again by it when the run wrote nothing there.
+    with OutputLock(config.output, "convert", folder=kind == "images"):
+        _check_paths(config)  # again: a job that held the lock may have finished this output meanwhile
+        if kind == "images":
+            _check_writable(Path(config.output), "images")
+            return _run_convert(config, console, show_progress, kind)
+        return _keeping_previous(Path(config.output), lambda: _run_convert(config, console, show_progress, kind))
+
+
+def _keeping_previous(out: Path, run):
+    """Run a video convert with an earlier output (--overwrite) moved aside until the new one is
+    complete and signed: a failure (a full disk, Ctrl-C) restores it and leaves nothing new."""
+    previous = out.with_name(f".{out.name}.faceswap-previous") if out.exists() else None
+    if previous is not None:
+        os.replace(out, previous)
+    try:
+        summary = run()
+    except BaseException:
+        out.unlink(missing_ok=True)  # ours: an earlier file was moved aside above
+        if previous is not None:
+            os.replace(previous, out)
+        raise
+    if previous is not None:
+        previous.unlink(missing_ok=True)
     return summary
+
+
+def _check_room_to_sign(path: Path, margin: int) -> None:
+    """Signing writes a signed copy beside the output before the rename: on a full disk c2pa only
+    said "UntrackedPointer" and the run went on unsigned. Refuse with the reason instead.
+    margin: bytes the manifest adds (~4 KiB measured with the local certificate chain)."""
+    need = path.stat().st_size + margin
+    free = shutil.disk_usage(path.parent).free
+    if free < need:
+        raise NoSpaceError(f"no space left on device writing {path}: signing its Content Credentials needs "
+                           f"{need / 2**20:.2f} MiB free beside it, {free / 2**20:.2f} MiB are; free some space and run again")
+
+
+def _run_convert(config: ConvertConfig, console: Console, show_progress: bool, kind: str) -> ConvertSummary:
+    from faceswap.model.autoencoder import load_model, model_id
+
+    device = pick_device(config.device)
+    # torch's threads: --threads, or the CPUs other jobs leave free (restored when convert ends)
+    with torch_threads(config.threads):
+        model = load_model(config.model_dir, device)
+        mid = model_id(config.model_dir)
+        tags = {} if config.no_credentials else container_tags(mid, config.options())
+        summary = ConvertSummary(output=Path(config.output))
+        timer = StageTimer(summary.stage_seconds)
+        swapper = FaceSwapper(model, config, device, timer, payload_bits(mid))
+        source = _LandmarkSource(None, config, device, summary)
+        progress = _progress(console, show_progress)
+        t0 = time.perf_counter()
+        with progress or nullcontext():
+            if kind == "video":
+                _convert_video(config, swapper, source, tags, summary, timer, progress)
+            else:
+                _convert_images(config, swapper, source, tags, summary, timer, progress)
+        # Provenance layer 3: Content Credentials on the finished file(s); a failed signing only warns.
+        outputs = [Path(config.output)] if kind == "video" else summary.outputs
+        try:
+            for path in outputs:
+                if not config.no_credentials:
+                    _check_room_to_sign(path, 0)  # cannot fit: do not even try
+                warnings = finish_output(path, mid, credentials=not config.no_credentials)
+                if warnings and not config.no_credentials:
+                    _check_room_to_sign(path, 64 << 10)  # the signing failed for want of space after all
+                summary.warnings += [w for w in warnings if w not in summary.warnings]
+        except NoSpaceError:
+            if kind == "images":
+                for p in summary.outputs:  # none of this run's images stays unsigned
+                    p.unlink(missing_ok=True)
+            raise
+        summary.seconds = time.perf_counter() - t0
+        return summary
 
 
 __all__ = ["ConvertConfig", "ConvertSummary", "FaceSwapper", "labelled_png", "run_convert"]

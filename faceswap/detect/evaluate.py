@@ -22,7 +22,7 @@ from faceswap.detect import metrics
 from faceswap.detect.detector import Detector
 from faceswap.detect.faces import iter_faces
 from faceswap.detect.run import progress_bar, scored, source_config
-from faceswap.device import pick_device, set_torch_threads
+from faceswap.device import pick_device, torch_threads
 from faceswap.errors import FaceswapError
 from faceswap.faces.detect import DetectorConfig
 
@@ -78,7 +78,14 @@ def _level(scores: np.ndarray, labels: np.ndarray, threshold: float, target: flo
 
 
 def run_eval(config: EvalConfig, console: Console | None = None, show_progress: bool = True) -> EvalReport:
-    """Score the real and fake inputs with a detector; write the report files (see module docs)."""
+    """Score the real and fake inputs with a detector; write the report files (see module docs).
+    Torch's CPU threads: `threads`, or as many as the machine's other load leaves free (restored after)."""
+    with torch_threads(config.threads):
+        return _run_eval(config, console, show_progress)
+
+
+def _run_eval(config: EvalConfig, console: Console | None = None, show_progress: bool = True) -> EvalReport:
+    """The run itself, with torch's threads set."""
     cfg = config
     console = console or Console(stderr=True)
     out = Path(cfg.output)
@@ -86,7 +93,6 @@ def run_eval(config: EvalConfig, console: Console | None = None, show_progress: 
         raise FaceswapError(f"{out} already holds an evaluation; use --overwrite or another -o")
     if not cfg.real or not cfg.fake:
         raise FaceswapError("evaluation needs both --real and --fake inputs")
-    set_torch_threads(cfg.threads)
     det = Detector.load(cfg.detector_dir, cfg.model_dir, pick_device(cfg.device))
     src_cfg = source_config(det, cfg)
     rows: list[dict] = []

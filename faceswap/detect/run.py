@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from faceswap.detect.detector import Detector
 from faceswap.detect.faces import FaceBatch, FaceSourceConfig, iter_faces
-from faceswap.device import pick_device, set_torch_threads
+from faceswap.device import pick_device, torch_threads
 from faceswap.errors import FaceswapError
 from faceswap.faces.detect import DetectorConfig
 
@@ -123,13 +123,19 @@ def verdicts(rows: list[dict], threshold: float, top_k: int, watermarks: dict[st
 
 def run_detect(config: DetectConfig, console: Console | None = None, show_progress: bool = True) -> DetectReport:
     """Score every input. Unreadable inputs land in `report.errors` while the others go on;
-    raises `FaceswapError` when no input could be read at all."""
+    raises `FaceswapError` when no input could be read at all.
+    Torch's CPU threads: `threads`, or as many as the machine's other load leaves free (restored after)."""
+    with torch_threads(config.threads):
+        return _run_detect(config, console, show_progress)
+
+
+def _run_detect(config: DetectConfig, console: Console | None = None, show_progress: bool = True) -> DetectReport:
+    """The run itself, with torch's threads set."""
     from faceswap.provenance.watermark import WatermarkDecoder
 
     console = console or Console(stderr=True)
     if config.top_k < 1:
         raise FaceswapError(f"--top-k {config.top_k}: use 1 or more")
-    set_torch_threads(config.threads)
     det = Detector.load(config.detector_dir, config.model_dir, pick_device(config.device))
     threshold = det.threshold(config.fpr)
     warnings: list[str] = []

@@ -33,7 +33,7 @@ from faceswap.detect.fusion import Fusion
 from faceswap.detect.oneclass import OneClassConfig, train_oneclass
 from faceswap.detect.run import faces_by_source, progress_bar, signals_of
 from faceswap.detect.spectral import SpectralReference
-from faceswap.device import pick_device, set_torch_threads
+from faceswap.device import LoadAwareThreads, pick_device, torch_threads
 from faceswap.errors import FaceswapError
 from faceswap.faces.align import DEFAULT_COVERAGE
 from faceswap.faces.detect import DetectorConfig
@@ -120,7 +120,20 @@ def _load_model(cfg: DetectTrainConfig, device):
 
 def run_detect_train(config: DetectTrainConfig, console: Console | None = None, show_progress: bool = True) -> DetectTrainSummary:
     """Train and save a detector (see module docs). Raises `FaceswapError` for bad input, before
-    writing anything; an existing detector is replaced only with `overwrite`."""
+    writing anything; an existing detector is replaced only with `overwrite`.
+    Torch's CPU threads: `threads`, or as many as the machine's other load leaves free (restored after)."""
+    from faceswap.lock import OutputLock
+
+    if Path(config.output).exists() and not Path(config.output).is_dir():
+        raise FaceswapError(f"-o {config.output} exists and is not a folder")
+    # one job per detector dir (a second is refused before it writes); a failed run leaves no new empty folder
+    with OutputLock(config.output, "detect train"), torch_threads(config.threads) as threads:
+        return _run_detect_train(config, console, show_progress, threads)
+
+
+def _run_detect_train(config: DetectTrainConfig, console: Console | None, show_progress: bool,
+                      threads: LoadAwareThreads) -> DetectTrainSummary:
+    """The run itself, with torch's threads set (and re-checked during the one-class training)."""
     cfg = config
     console = console or Console(stderr=True)
     t0 = time.monotonic()
@@ -136,7 +149,6 @@ def run_detect_train(config: DetectTrainConfig, console: Console | None = None, 
         raise FaceswapError(f"{cfg.output} already holds a detector; use --overwrite to replace it, or another -o")
     if Path(cfg.output).exists() and not Path(cfg.output).is_dir():
         raise FaceswapError(f"-o {cfg.output} exists and is not a folder")
-    set_torch_threads(cfg.threads)
     device = pick_device(cfg.device)
     model, mid = _load_model(cfg, device)
     coverage = model.coverage if model is not None else DEFAULT_COVERAGE
@@ -160,7 +172,12 @@ def run_detect_train(config: DetectTrainConfig, console: Console | None = None, 
                             f"(give at least {int(2 / cfg.fpr / cfg.holdout)} real faces)")
         # S2 and S3 learn what real faces look like.
         task = progress.add_task("one-class autoencoder", total=cfg.oneclass.iterations) if progress else None
-        report = (lambda it, total, loss: progress.update(task, completed=it, description=f"one-class AE (loss {loss:.4f})")) if progress else None
+
+        def report(it: int, total: int, loss: float) -> None:
+            threads.update()  # the longest part: follow the machine's load
+            if progress:
+                progress.update(task, completed=it, description=f"one-class AE (loss {loss:.4f})")
+
         ae = train_oneclass(train, cfg.oneclass, report).to(device)
     det = Detector(cfg.size, coverage, ae, SpectralReference.fit(train), model=model, model_id=mid)
 

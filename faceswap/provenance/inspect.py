@@ -2,7 +2,7 @@
 
 For every file: container metadata (present / synthetic / model id), Content Credentials
 (valid / tampered / invalid / absent), and the invisible watermark (found, its confidence and the
-decoded model id prefix, its first 4 hex digits), aggregated over up to `max_frames` frames. A file
+decoded model id prefix, its first 2 hex digits, or "uncertain"), aggregated over up to `max_frames` frames. A file
 counts as labelled synthetic when any layer says so (C2PA only when its manifest is valid or tampered: a tampered
 manifest still tells who made the file, the content changed since).
 """
@@ -43,6 +43,21 @@ def _read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def _unreadable(path: Path) -> str | None:
+    """Why `path` is no image/video we can read (None when it is one): the cheap checks only
+    (an image's decode, a video's header and packet count), for runs without the watermark decoder."""
+    try:
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            _read_image(path)
+        else:
+            from faceswap.video import probe
+
+            probe(path)
+    except FaceswapError as exc:
+        return str(exc)
+    return None
+
+
 def decode_watermark(path: Path, config: InspectConfig, detector=None) -> dict:
     """Run the watermark decoder over a video's first frames or an image."""
     decoder = WatermarkDecoder(key=config.key, detect_every=config.detect_every, detector=detector)
@@ -62,7 +77,7 @@ def inspect_file(path: str | Path, config: InspectConfig = InspectConfig(), dete
     report: dict = {"file": str(path), "kind": "image" if path.suffix.lower() in IMAGE_EXTENSIONS else "video",
                     "synthetic": False, "error": None}
     if not path.is_file():
-        report["error"] = f"{path}: no such file"
+        report["error"] = f"{path}: is a folder, not a video or image file" if path.is_dir() else f"{path}: no such file"
         return report
     try:
         report["metadata"] = read_labels(path).to_dict()
@@ -75,9 +90,11 @@ def inspect_file(path: str | Path, config: InspectConfig = InspectConfig(), dete
         except FaceswapError as exc:
             report["watermark"] = {"found": False, "error": str(exc)}
             report["error"] = str(exc)
+    else:
+        report["error"] = _unreadable(path)  # without the decoder nothing else would notice a corrupt file
     md, cr, wm = report["metadata"], report["c2pa"], report.get("watermark") or {}
     report["synthetic"] = bool(md.get("synthetic") or (cr["status"] in ("valid", "tampered") and cr["synthetic"]) or wm.get("found"))
-    if wm.get("found") and md.get("model_id"):
+    if wm.get("found") and wm.get("model_id") and md.get("model_id"):
         wm["matches_metadata"] = str(md["model_id"]).lower().startswith(wm["model_id"])
     return report
 
@@ -118,8 +135,9 @@ def format_report(report: dict) -> str:
         elif wm.get("found"):
             match = {True: ", matches metadata", False: ", differs from metadata"}.get(wm.get("matches_metadata"), "")
             lines.append(_line("watermark", f"found (confidence {wm['confidence']:.6f}, tag {wm['tag_matches']}, z={wm['z']}) "
-                                            f"model={wm['model_id']}...{match}; "
-                                            f"{wm['frames_with_faces']}/{wm['frames']} frames with faces"))
+                                            + (f"model={wm['model_id']}...{match}; " if wm.get("model_id") else
+                                               f"model id uncertain (chance wrong {wm.get('id_error')}); ")
+                                            + f"{wm['frames_with_faces']}/{wm['frames']} frames with faces"))
         else:
             lines.append(_line("watermark", f"not found (tag {wm['tag_matches']}, z={wm['z']}; "
                                             f"{wm['frames_with_faces']}/{wm['frames']} frames with faces)"))

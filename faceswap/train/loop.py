@@ -8,6 +8,9 @@ Nothing is lost on a long run: `save_every` iterations (and on stop, Ctrl-C or S
 optimizer and RNG state go into one safetensors file that replaces the last one atomically. Running
 the same command again resumes from it and reproduces the uninterrupted run (same seed, same
 options, CPU). `iterations` is the total to reach, so a resumed run stops where the first would have.
+A resume verifies the whole checkpoint (weights and training state, `read_checkpoint`) and refuses a
+damaged one, leaving it as it is; a run whose loss or weights go NaN/inf stops with an error before
+it saves or previews, so the last good checkpoint stays (see `check_finite`).
 
 Several GPUs (one process each, DistributedDataParallel)::
 
@@ -25,6 +28,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import threading
 import time
@@ -37,13 +41,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from faceswap import __version__
-from faceswap.device import pick_device
+from faceswap.device import LoadAwareThreads, pick_device
 from faceswap.atomic import atomic_write_bytes
 from faceswap.errors import FaceswapError
 from faceswap.faces.align import template_eye_mouth_mask, template_face_mask
 from faceswap.model.autoencoder import (
-    CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, Checkpoint, SwapModel, build_model,
-    count_parameters, forward_flops, get_preset, read_checkpoint, read_config, save_checkpoint,
+    CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, Checkpoint, Preset, SwapModel, build_model,
+    count_parameters, first_nonfinite, forward_flops, get_preset, read_checkpoint, read_config, save_checkpoint,
 )
 from faceswap.train.augment import WARPS, AugmentConfig, Augmenter
 from faceswap.train.data import FaceSet, load_faces, sample_batch
@@ -79,9 +83,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto = bf16 autocast where the CPU/GPU has fast bf16, else fp32 (fp16 on old GPUs)
-    threads: int | None = None  # torch CPU threads; None = torch's default (physical cores)
+    threads: int | None = None  # torch CPU threads; None = what other jobs leave free (device.LoadAwareThreads)
     compile: bool = False  # torch.compile the model (measured: see bench/train.py)
     max_memory_gb: float = 4.0  # budget of the uint8 face caches, both identities
+    overwrite: bool = False  # start a new model in a model dir that holds something else (or a bad model)
     quiet: bool = False  # no live display (tests)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -139,29 +144,90 @@ def _check_options(cfg: TrainConfig) -> None:
         raise FaceswapError("--iterations must not be negative")
     if cfg.minutes is not None and cfg.minutes <= 0:
         raise FaceswapError("--minutes must be positive")
+    if cfg.lr is not None and not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise FaceswapError(f"--lr must be a positive number (got {cfg.lr:g})")
     if not 0 <= cfg.val_fraction < 1:
         raise FaceswapError("--val-fraction must be in [0, 1)")
 
 
 def _inspect_model_dir(model_dir: Path, cfg: TrainConfig) -> tuple[dict | None, Checkpoint | None]:
-    """Existing config and verified checkpoint of `model_dir` (None, None when new). Writes nothing."""
+    """Existing config and verified checkpoint of `model_dir` (None, None when new). Writes nothing.
+
+    Resumes only a model faceswap wrote whole: a config.json that describes the architecture plus a
+    checkpoint that passes `read_checkpoint`. Anything else (foreign files, a config.json alone or
+    without the architecture, a corrupt or diverged checkpoint) is refused, so nothing there is
+    overwritten, unless `cfg.overwrite` asks for a new model in that dir.
+    """
     if not model_dir.exists():
         return None, None
     if not model_dir.is_dir():
         raise FaceswapError(f"--model-dir {model_dir} exists and is not a folder")
+    fresh = "pass --overwrite to start a new model in it"
     if not (model_dir / CONFIG_NAME).exists():
-        if any(not p.name.startswith(".") for p in model_dir.iterdir()):
-            raise FaceswapError(f"{model_dir} exists, is not empty and is not a faceswap model dir; choose a new --model-dir")
+        if not cfg.overwrite and any(not p.name.startswith(".") for p in model_dir.iterdir()):
+            raise FaceswapError(f"{model_dir} exists, is not empty and is not a faceswap model dir; choose a new --model-dir, or {fresh}")
         return None, None
-    old = read_config(model_dir)
+    if cfg.overwrite:
+        return None, None
+    try:
+        old = read_config(model_dir)
+    except FaceswapError as exc:
+        raise FaceswapError(f"{exc}; {fresh}") from exc
+    try:
+        Preset.from_json(old["architecture"])
+        if not isinstance(old["preset"], str) or not isinstance(old["coverage"], str) or not isinstance(old["learn_mask"], bool):
+            raise TypeError("preset, coverage or learn_mask")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise FaceswapError(f"{model_dir / CONFIG_NAME} does not describe a model faceswap wrote (no usable {exc}); {fresh}") from exc
     if old.get("preset") != cfg.preset:
         raise FaceswapError(f"{model_dir} holds a {old.get('preset')!r} model, not {cfg.preset!r}: "
                             f"pass --preset {old.get('preset')} to resume it, or choose another --model-dir")
     if bool(old.get("learn_mask")) != cfg.learn_mask:
         flag = "--learn-mask" if old.get("learn_mask") else "no --learn-mask"
         raise FaceswapError(f"{model_dir} was trained with{'' if old.get('learn_mask') else 'out'} a learned mask: resume it with {flag}")
-    ckpt = read_checkpoint(model_dir) if (model_dir / WEIGHTS_NAME).exists() else None
+    if not (model_dir / WEIGHTS_NAME).exists():
+        # Also what a first run killed between writing config.json and its first save leaves (milliseconds).
+        raise FaceswapError(f"{model_dir} holds a {CONFIG_NAME} but no {WEIGHTS_NAME}, so there is no model to resume; {fresh}")
+    try:
+        ckpt = read_checkpoint(model_dir)
+    except FaceswapError as exc:
+        raise FaceswapError(f"{exc}; train leaves it as it is: restore a good copy, or {fresh}") from exc
     return old, ckpt
+
+
+# What `faceswap.atomic.atomic_write_bytes` names its temp files: `.<name>.<pid>-<thread id>.tmp`.
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)-\d+\.tmp$")
+
+
+def _remove_stale_temps(model_dir: Path) -> list[Path]:
+    """Delete the temp files that saves killed mid-write left in `model_dir` (and previews/); a
+    killed `model.safetensors` save leaves one the size of the checkpoint, each kill another.
+
+    Temps of a live process (a save in flight) are kept: their pid is in the name.
+    """
+    removed = []
+    for folder in (model_dir, model_dir / "previews"):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            m = _TEMP_NAME.match(p.name)
+            if not m or not p.is_file() or _pid_alive(int(m["pid"])):
+                continue
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # another user's live process
+    except (ProcessLookupError, OverflowError):
+        return False
+    return True
 
 
 def _batch_size(cfg: TrainConfig, a: FaceSet, b: FaceSet, console: Console) -> int:
@@ -314,9 +380,15 @@ def _fmt_time(s: float) -> str:
 
 def train(cfg: TrainConfig, console: Console | None = None) -> TrainResult:
     """Train (or resume) the model in `cfg.model_dir`. Raises FaceswapError on bad input, writing nothing."""
+    from contextlib import nullcontext
+
+    from faceswap.lock import OutputLock
+
     threads, had_group = torch.get_num_threads(), dist.is_initialized()
     try:
-        return _train(cfg, console)
+        # One training per model dir (rank 0 holds it for all ranks): a second is refused before it writes.
+        with OutputLock(cfg.model_dir, "train") if _dist_env()[0] == 0 else nullcontext():
+            return _train(cfg, console)
     finally:
         torch.set_num_threads(threads)  # `cfg.threads` is for this run only
         if dist.is_initialized() and not had_group:
@@ -333,7 +405,12 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
-    if cfg.threads:
+    # CPU threads: --threads, or as many as the machine's other load leaves free, re-checked every
+    # 10 s (beside another busy job, 2 threads on 2 cores ran lite at 3.5 EG/s and 1 thread at 8.1).
+    threads = LoadAwareThreads(fixed=cfg.threads) if device.type == "cpu" else None
+    if threads is not None:
+        threads.start()
+    elif cfg.threads:
         torch.set_num_threads(cfg.threads)
     precision = _resolve_precision(cfg.precision, device)
     preset = get_preset(cfg.preset)
@@ -343,6 +420,8 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
 
     # Everything that can fail on bad input happens before the first write.
     old_config, ckpt = _inspect_model_dir(model_dir, cfg)
+    if rank == 0 and model_dir.is_dir():  # also when there is nothing to train: a kill's leftovers are never useful
+        _remove_stale_temps(model_dir)
     budget = int(cfg.max_memory_gb * 2**30) // 2
     faces_a = load_faces(cfg.faces_a, preset.size, cfg.val_fraction, budget, "A")
     faces_b = load_faces(cfg.faces_b, preset.size, cfg.val_fraction, budget, "B")
@@ -360,7 +439,7 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = build_model(preset, coverage, cfg.learn_mask)
-    lr = cfg.lr or preset.lr
+    lr = cfg.lr if cfg.lr is not None else preset.lr
     if ckpt is not None:
         try:
             model.load_state_dict(ckpt.weights, strict=True)
@@ -384,8 +463,12 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
         elif world > 1:
             console.print(f"[yellow]Warning:[/] no saved RNG state for rank {rank}; this resume is not an exact replay")
         start, elapsed_before = ckpt.iteration, float(ckpt.train_meta.get("elapsed_s", 0.0))
+        if not ckpt.train_verified:
+            console.print(f"[yellow]Warning:[/] {model_dir / WEIGHTS_NAME} predates training-state checksums: its weights are "
+                          f"verified, its optimizer/RNG state only checked to be finite (the next save adds the checksum)")
         for g in opt.param_groups:
             g["lr"] = lr
+        ckpt.weights.clear()  # the model holds its own copy now (read_checkpoint's are not in the file's memory map)
 
     ddp = None
     if world > 1:
@@ -415,8 +498,6 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
     if rank == 0:
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / "previews").mkdir(exist_ok=True)
-        for stale in [*model_dir.glob(".*.tmp"), *model_dir.glob("previews/.*.tmp")]:  # temp files of a killed save
-            stale.unlink(missing_ok=True)
         runs = (old_config or {}).get("runs", [])
         runs.append({"started": dt.datetime.now().isoformat(timespec="seconds"), "start_iteration": start, "train": train_json})
         config = {"format": FORMAT, "format_version": FORMAT_VERSION, "faceswap_version": __version__,
@@ -436,7 +517,30 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
     log_path = model_dir / "log.csv"
     log_rows = _read_log(log_path, start) if rank == 0 else []
 
+    # NaN protection. A diverged step leaves NaN/inf in the weights and Adam state for good, so
+    # before a save or preview the loss since the start and the state are checked; on NaN the run
+    # stops with one line and the last good save stays (deepfakes/faceswap's nan_protection does
+    # the same). Not a rollback with a lower lr: that would change the run behind the user's back,
+    # and a resume with the same options replays the same divergence, so the user picks the new --lr.
+    nonfinite_loss = torch.zeros((), dtype=torch.bool, device=device)  # accumulated on the device: no sync per step
+    last_good = {"it": start, "checked": -1}
+
+    def check_finite(it: int) -> None:
+        if last_good["checked"] == it:
+            return
+        bad = "loss" if bool(nonfinite_loss) else first_nonfinite({**model.state_dict(), **pack_optimizer(opt)[0]})
+        if world > 1:  # every rank stops together (they hold the same weights, not the same losses)
+            flag = torch.tensor([float(bad is not None)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            bad = bad or ("loss or weights on another rank" if flag.item() else None)
+        if bad is not None:
+            raise FaceswapError(f"training diverged by iteration {it} (NaN/inf in the {bad}); nothing saved: "
+                                f"{model_dir / WEIGHTS_NAME} keeps iteration {last_good['it']}. Resume it with a lower --lr "
+                                f"(this run used {lr:g})")
+        last_good["checked"] = it
+
     def save(it: int, elapsed: float) -> None:
+        check_finite(it)
         states = [gen.get_state()]
         if world > 1:  # every rank's RNG state, so a resume replays each rank's batches
             mine = gen.get_state().to(device)
@@ -449,9 +553,11 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
         meta = {"optimizer": opt_meta, "elapsed_s": elapsed, "world_size": world,
                 "scaler": scaler.state_dict() if scaler else None}
         save_checkpoint(model_dir, model, it, {**opt_tensors, **pack_generators(states)}, meta)
+        last_good["it"] = it
         _write_log(log_path, log_rows)
 
     def preview(it: int) -> None:
+        check_finite(it)  # a diverged model previews as black boxes over the last good preview
         if rank != 0:
             return
         _plot_losses(model_dir / "loss.png", log_rows)
@@ -512,7 +618,13 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
                 (loss_a + loss_b).backward()
                 opt.step()
             it += 1
+            if threads is not None:
+                was = threads.threads
+                if threads.update() != was:
+                    console.print(f"[dim]threads {was} -> {threads.threads} (other jobs keep {threads.other_load:.1f} CPUs busy)[/]")
             losses = torch.stack([loss_a.detach(), loss_b.detach()])
+            if scaler is None:  # fp16's scaler skips the steps whose loss overflowed: those leave the weights finite
+                nonfinite_loss |= ~torch.isfinite(losses).all()
             win_it, win_loss, log_it, log_loss = win_it + 1, win_loss + losses, log_it + 1, log_loss + losses
 
             now = time.perf_counter()
@@ -528,6 +640,8 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
                 log_t, log_it, log_loss = time.perf_counter(), 0, torch.zeros(2, device=device)
             if now - win_t > 1.0 and rank == 0:  # the live line, about once a second (.tolist() syncs a GPU)
                 la, lb = (win_loss / win_it).tolist()
+                if world == 1 and not math.isfinite(la + lb):
+                    check_finite(it)  # stop within a second of diverging, not at the next save
                 egs = 2 * batch * world * win_it / (now - win_t)
                 left = [deadline - now]
                 if cfg.iterations is not None:
