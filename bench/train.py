@@ -3,6 +3,7 @@
     python bench/train.py            # every preset, ~5 min on a 2-core CPU
     python bench/train.py --quick    # fewer steps, hq skipped, ~2 min
     python bench/train.py --compile  # also time torch.compile (slow to start)
+    python bench/train.py --device cuda --quick   # on a GPU (bf16 where the GPU has it)
 
 EG/s = examples per second with A and B both counted (batch 16 per identity = 32 examples a step).
 Achieved GFLOP/s = EG/s x the FLOPs of one training example, counted by torch's FlopCounterMode over
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from faceswap.device import pick_device
 from faceswap.faces.align import template_eye_mouth_mask, template_face_mask
 from faceswap.model.autoencoder import PRESETS, build_model, count_parameters, forward_flops
 from faceswap.train.augment import AugmentConfig, Augmenter
@@ -36,17 +38,26 @@ from faceswap.train.data import sample_batch
 from faceswap.train.losses import DEFAULT_LOSS, training_loss
 
 BATCH = 16  # per identity
+DEVICE = torch.device("cpu")  # set once by --device
+
+
+def sync() -> None:
+    """Wait for queued GPU work: CUDA kernels run asynchronously, so timings need it."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def matmul_peak(n: int = 2048, tries: int = 5, dtype=torch.float32) -> float:
     """Best GFLOP/s of n^3 matmuls (best of `tries`, because other load only ever lowers it)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a, b = torch.randn(n, n, dtype=dtype, device=DEVICE), torch.randn(n, n, dtype=dtype, device=DEVICE)
     a @ b
     best = 0.0
     for _ in range(tries):
+        sync()
         t = time.perf_counter()
         for _ in range(3):
             a @ b
+        sync()
         best = max(best, 3 * 2 * n**3 / (time.perf_counter() - t) / 1e9)
     return best
 
@@ -63,16 +74,17 @@ class OurStep:
 
     def __init__(self, preset: str, precision: str, channels_last: bool = False, compile_: bool = False):
         torch.manual_seed(0)
-        self.model = build_model(preset)
+        self.model = build_model(preset).to(DEVICE)
         self.size = self.model.size
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.step_model = torch.compile(self.model) if compile_ else self.model
         self.opt = torch.optim.Adam(self.model.parameters(), 5e-5, betas=(0.5, 0.999), fused=True)
-        masks = torch.cat([template_face_mask(self.size), template_eye_mouth_mask(self.size)])
+        masks = torch.cat([template_face_mask(self.size), template_eye_mouth_mask(self.size)]).to(DEVICE)
         self.aug = Augmenter(self.size, masks, AugmentConfig())
-        self.faces_a, self.faces_b = synthetic_faces(256, self.size, 1), synthetic_faces(256, self.size, 2)
-        self.gen = torch.Generator().manual_seed(0)
+        # Caches and RNG on the device, as faceswap.train.loop keeps them.
+        self.faces_a, self.faces_b = synthetic_faces(256, self.size, 1).to(DEVICE), synthetic_faces(256, self.size, 2).to(DEVICE)
+        self.gen = torch.Generator(device=DEVICE).manual_seed(0)
         self.dtype = torch.bfloat16 if precision == "bf16" else None
         self.channels_last = channels_last
 
@@ -84,7 +96,7 @@ class OurStep:
         return xa, ya, ma, xb, yb, mb
 
     def model_step(self, xa, ya, ma, xb, yb, mb):
-        with torch.autocast("cpu", dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+        with torch.autocast(DEVICE.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
             oa, ob = self.step_model(xa, xb)
         loss = training_loss(oa.float(), ya, ma, DEFAULT_LOSS, 1.0) + training_loss(ob.float(), yb, mb, DEFAULT_LOSS, 1.0)
         self.opt.zero_grad(set_to_none=True)
@@ -128,14 +140,14 @@ class NaiveStep:
                 return torch.from_numpy(warped).permute(2, 0, 1), torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
 
         torch.manual_seed(0)
-        self.model = build_model("original")
+        self.model = build_model("original").to(DEVICE)
         self.opt = torch.optim.Adam(self.model.parameters(), 5e-5, betas=(0.5, 0.999))
         faces = [synthetic_faces(256, 64, k).permute(0, 2, 3, 1).numpy() for k in (1, 2)]
         self.loaders = [iter(DataLoader(Faces(f, k), batch_size=BATCH)) for k, f in enumerate(faces)]
 
     def __call__(self):
         for ident, loader in zip("ab", self.loaders):
-            x, y = next(loader)
+            x, y = (t.to(DEVICE) for t in next(loader))
             out = self.model.decoders[ident](self.model.encoder(x))
             loss = (out - y).abs().mean()
             self.opt.zero_grad()
@@ -151,8 +163,10 @@ def interleaved(fns: dict, steps: int, warmup: int) -> dict[str, float]:
     times = {k: [] for k in fns}
     for _ in range(steps):
         for k, fn in fns.items():
+            sync()
             t = time.perf_counter()
             fn()
+            sync()
             times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -163,8 +177,10 @@ def time_steps(fn, steps: int, warmup: int) -> float:
         fn()
     times = []
     for _ in range(steps):
+        sync()
         t = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -179,7 +195,7 @@ def train_flops_per_example(step: OurStep) -> float:
 
 def adam_step_seconds(fused: bool) -> float:
     """One Adam step over `original`'s 82 M parameters (the naive loop uses the default implementation)."""
-    model = build_model("original")
+    model = build_model("original").to(DEVICE)
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     opt = torch.optim.Adam(model.parameters(), 5e-5, betas=(0.5, 0.999), fused=fused)
@@ -191,12 +207,19 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer steps and no hq (about 2 minutes)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile on lite")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for every row (default: torch's default)")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or auto; every row runs there")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     steps, warmup = (3, 1) if args.quick else (8, 2)
-    bf16_ok = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU bf16 native: {bf16_ok}, batch {BATCH} per identity")
+    if DEVICE.type == "cuda":
+        bf16_ok = torch.cuda.is_bf16_supported()
+        print(f"torch {torch.__version__} CUDA {torch.version.cuda}, {torch.cuda.get_device_name(DEVICE)}, GPU bf16: {bf16_ok}, batch {BATCH} per identity")
+    else:
+        bf16_ok = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU bf16 native: {bf16_ok}, batch {BATCH} per identity")
     peaks = [matmul_peak()]
     print(f"fp32 matmul peak (2048^3, best of 5): {peaks[0]:.0f} GFLOP/s")
 
@@ -223,6 +246,7 @@ def main():
             step = OurStep("lite", precision, compile_=True)
             t = time.perf_counter()
             step()
+            sync()
             print(f"  lite {precision} torch.compile: first step {time.perf_counter() - t:.0f} s, then "
                   f"{2 * BATCH / time_steps(step, steps, 1):.1f} EG/s", flush=True)
 
