@@ -23,15 +23,6 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def set_torch_threads(threads: int | None) -> None:
-    """`--threads N`: torch's CPU threads for this process (None leaves torch's default). One thread
-    is much faster on a busy CPU: idle OpenMP threads spin while they wait."""
-    if threads is not None:
-        if threads < 1:
-            raise FaceswapError(f"--threads {threads}: use 1 or more")
-        torch.set_num_threads(threads)
-
-
 def _busy_and_own() -> tuple[float, float] | None:
     """(CPU-seconds all CPUs spent busy since boot, CPU-seconds this process used); None off Linux."""
     try:

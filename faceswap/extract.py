@@ -154,8 +154,8 @@ class _Extractor:
         images = list_images(self.out)
         # Faces of our own run that stopped before its first checkpoint (a full disk, a kill) carry
         # their metadata: taken as ours, rewritten by this run. Anything else is the user's.
-        foreign = next((p for p in images if not self._own_face(p)), None)
-        if foreign is not None and not cfg.overwrite:
+        foreign = None if cfg.overwrite else next((p for p in images if not self._own_face(p)), None)
+        if foreign is not None:
             raise FaceswapError(f"{self.out} already holds images that faceswap extract did not write ({foreign.name} "
                                 f"of {len(images)} images); use another folder or --overwrite")
         return Alignments(path, cfg.size, cfg.coverage)

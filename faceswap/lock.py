@@ -54,13 +54,7 @@ class Holder:
         """Whether the holder's process runs (None: unknown, e.g. on another host)."""
         if self.pid is None or self.host != socket.gethostname():
             return None
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_alive(self.pid)
 
     def describe(self) -> str:
         if self.pid is None:
@@ -74,6 +68,19 @@ class Holder:
         if self.alive() is False:
             text += "; that pid has exited, a process it started still holds the lock"
         return text
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (another user's live process counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True
+    except (ProcessLookupError, OverflowError):
+        return False
+    return True
 
 
 def _command(stage: str) -> str:
@@ -214,9 +221,4 @@ class OutputLock:
         self.release()
 
 
-def output_lock(target: str | os.PathLike, stage: str, folder: bool = True) -> OutputLock:
-    """`with output_lock(path, "extract"):` holds `path` for the block (see `OutputLock`)."""
-    return OutputLock(target, stage, folder)
-
-
-__all__ = ["LOCK_NAME", "Holder", "OutputLock", "lock_file_for", "output_lock"]
+__all__ = ["LOCK_NAME", "Holder", "OutputLock", "lock_file_for", "pid_alive"]

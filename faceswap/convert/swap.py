@@ -558,13 +558,12 @@ def _check_room_to_sign(path: Path, margin: int) -> None:
 
 
 def _run_convert(config: ConvertConfig, console: Console, show_progress: bool, kind: str) -> ConvertSummary:
-    from faceswap.model.autoencoder import load_model, model_id
+    from faceswap.model.autoencoder import load_model_with_id
 
     device = pick_device(config.device)
     # torch's threads: --threads, or the CPUs other jobs leave free (restored when convert ends)
     with torch_threads(config.threads):
-        model = load_model(config.model_dir, device)
-        mid = model_id(config.model_dir)
+        model, mid = load_model_with_id(config.model_dir, device)
         tags = {} if config.no_credentials else container_tags(mid, config.options())
         summary = ConvertSummary(output=Path(config.output))
         timer = StageTimer(summary.stage_seconds)

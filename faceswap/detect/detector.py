@@ -167,7 +167,7 @@ def read_detector(detdir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 def _attach_model(detdir: Path, recorded: dict | None, model_dir, device):
     """The swap model for S1, checked against what the detector was calibrated with."""
-    from faceswap.model.autoencoder import load_model, model_id, read_config
+    from faceswap.model.autoencoder import load_model_with_id, read_config
 
     if recorded is None:
         if model_dir is not None:
@@ -182,8 +182,8 @@ def _attach_model(detdir: Path, recorded: dict | None, model_dir, device):
     if int(cfg.get("size", -1)) != int(recorded["size"]) or cfg.get("coverage") != recorded["coverage"]:
         raise FaceswapError(f"model {model_dir} is {cfg.get('size')} px / {cfg.get('coverage')} coverage; detector {detdir} was "
                             f"calibrated with a {recorded['size']} px / {recorded['coverage']} model ({want[:12]})")
-    mid = model_id(model_dir)
+    model, mid = load_model_with_id(model_dir, device)
     if mid != want:
         raise FaceswapError(f"model {model_dir} ({mid[:12]}) is not the swap model detector {detdir} was calibrated with "
                             f"({want[:12]}): scores would be meaningless; retrain the detector with -m {model_dir}")
-    return load_model(model_dir, device), mid
+    return model, mid

@@ -113,9 +113,9 @@ def split_by_time(groups: dict[str, tuple[torch.Tensor, list[int]]], fractions: 
 def _load_model(cfg: DetectTrainConfig, device):
     if cfg.model_dir is None:
         return None, None
-    from faceswap.model.autoencoder import load_model, model_id
+    from faceswap.model.autoencoder import load_model_with_id
 
-    return load_model(cfg.model_dir, device), model_id(cfg.model_dir)
+    return load_model_with_id(cfg.model_dir, device)
 
 
 def run_detect_train(config: DetectTrainConfig, console: Console | None = None, show_progress: bool = True) -> DetectTrainSummary:

@@ -401,7 +401,13 @@ def model_from_config(cfg: dict) -> SwapModel:
 
 
 def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> SwapModel:
-    """Load a trained model for inference (eval mode, on `device`).
+    """Load a trained model for inference (eval mode, on `device`); see `load_model_with_id`."""
+    return load_model_with_id(model_dir, device)[0]
+
+
+def load_model_with_id(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SwapModel, str]:
+    """Load a trained model for inference (eval mode, on `device`) and its id (`model_id`), from one
+    verified read of the checkpoint (reading it twice could pair an id with a later save's weights).
 
     Raises `FaceswapError` with a one-line reason when the dir is missing, not a model dir, written
     by an incompatible version, holds no weights yet, or its checkpoint is corrupt, truncated or
@@ -415,7 +421,7 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> Swa
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         raise FaceswapError(f"weights in {model_dir} do not fit its config ({first[1].strip() if len(first) > 1 else first[0]})") from exc
-    return model.to(device).eval()
+    return model.to(device).eval(), ckpt.sha256
 
 
 def model_id(model_dir: str | Path) -> str:

@@ -44,6 +44,7 @@ from faceswap import __version__
 from faceswap.device import LoadAwareThreads, pick_device
 from faceswap.atomic import atomic_write_bytes
 from faceswap.errors import FaceswapError
+from faceswap.lock import OutputLock, pid_alive
 from faceswap.faces.align import template_eye_mouth_mask, template_face_mask
 from faceswap.model.autoencoder import (
     CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, Checkpoint, Preset, SwapModel, build_model,
@@ -211,23 +212,11 @@ def _remove_stale_temps(model_dir: Path) -> list[Path]:
             continue
         for p in folder.iterdir():
             m = _TEMP_NAME.match(p.name)
-            if not m or not p.is_file() or _pid_alive(int(m["pid"])):
+            if not m or not p.is_file() or pid_alive(int(m["pid"])):
                 continue
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except PermissionError:
-        return True  # another user's live process
-    except (ProcessLookupError, OverflowError):
-        return False
-    return True
 
 
 def _batch_size(cfg: TrainConfig, a: FaceSet, b: FaceSet, console: Console) -> int:
@@ -381,8 +370,6 @@ def _fmt_time(s: float) -> str:
 def train(cfg: TrainConfig, console: Console | None = None) -> TrainResult:
     """Train (or resume) the model in `cfg.model_dir`. Raises FaceswapError on bad input, writing nothing."""
     from contextlib import nullcontext
-
-    from faceswap.lock import OutputLock
 
     threads, had_group = torch.get_num_threads(), dist.is_initialized()
     try:
