@@ -19,6 +19,11 @@ Colour: the clip converted with each --color mode; inside the face (mask > 0.95)
 the mean L*a*b* colour from the source face's (tone dE) and the ratio of lightness contrast (L std);
 on the feathered edge (0.1 < mask < 0.9) the mean L*a*b* distance from the source frame (seam dE).
 
+Per ISA (bench/isa.py, `--isa`, default native,avx2): the run is repeated in a fresh process with
+the native kernels, then with AVX2 emulation, and one table compares the speed rows and each ISA's
+fp32 matmul peak. Alignments are extracted once (native) and reused by both; the emulated run
+skips jitter, colour, --strip and --memory (they measure the output, not the kernels).
+
 The clips are real people: keep every output (and the strip) internal, never publish swaps of them.
 """
 
@@ -35,6 +40,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+
+import isa  # bench/isa.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_A = ROOT.parent / "shared" / "data" / "faces" / "A_lp_d3.mp4"
@@ -192,7 +199,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="folder for outputs (default: a temp folder)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["speed", "jitter", "color"])
     parser.add_argument("--memory", action="store_true", help="also peak RSS on the clip and on it x3 (streaming check)")
+    isa.add_arguments(parser)
     args = parser.parse_args()
+    if args.isa_child is None:
+        return per_isa(args)
+    if args.isa_child != "native":
+        args.skip, args.strip, args.memory = sorted(set(args.skip) | {"jitter", "color"}), None, False
 
     from faceswap.convert.color import DEFAULT_COLOR
     from faceswap.faces.detect import DetectorConfig, FaceDetector
@@ -282,6 +294,26 @@ def main() -> None:
         print(f"peak RSS: clip {one:.0f} MiB; clip x3 {three:.0f} MiB ({three / one - 1:+.1%}; streaming: should stay flat)")
         results["rss_mib"] = {"x1": one, "x3": three}
     print(json.dumps(results, default=float))
+    isa.write_child_result(args, results, threads=args.threads)
+
+
+def per_isa(args) -> None:
+    """The run once per ISA, each in a fresh process, sharing one alignments file; then the ISA table."""
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_convert_"))
+    if args.alignments is None:
+        from faceswap.extract import ExtractConfig, run_extract
+
+        t0 = time.perf_counter()
+        s = run_extract(ExtractConfig(inputs=[args.clip], output=work / "faces"), show_progress=False)
+        args.alignments = work / "faces" / "alignments.json"
+        print(f"extract (once, reused by every ISA): {s.frames_read / (time.perf_counter() - t0):.1f} frames/s", flush=True)
+    extra = {name: ["--work", str(work / name), "--alignments", str(args.alignments)] for name in isa.ISAS}
+    isa.run_per_isa(args, __file__, headline, extra=extra)
+
+
+def headline(figures: dict) -> dict[str, float]:
+    """The table's columns from one ISA child's figures: frames/s per preset."""
+    return {f"{k.removeprefix('speed_')} fr/s": v["fps"] for k, v in figures.items() if k.startswith("speed_")}
 
 
 if __name__ == "__main__":

@@ -4,6 +4,11 @@
     python bench/extract.py --quick         # first 160 frames of each clip, no memory check
     python bench/extract.py --frames 120    # first 120 frames of each clip
     python bench/extract.py --repeat 5      # 5 rounds
+    python bench/extract.py --isa native    # one ISA only (default: native, then AVX2 emulation)
+
+The whole run is repeated per ISA (bench/isa.py): native kernels, then AVX2 emulation (each
+measurement process inherits its environment), then one table per ISA with the capability, the
+fp32 matmul peak on the same thread count and the all-clips figures, and the ratio emulated / native.
 
 Ours: `faceswap extract` with default options (frames/s over the whole run: building the nets,
 probing, decoding, detecting, aligning, writing PNGs). Baseline: OpenCV reads every frame and
@@ -43,6 +48,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+import isa  # bench/isa.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "faces"
@@ -165,9 +172,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads for both sides (default: torch's)")
     parser.add_argument("--worker", choices=["ours", "base"], help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
+    isa.add_arguments(parser)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
+    if args.isa_child is None:
+        isa.run_per_isa(args, __file__, headline)
+        return
     if args.quick:
         args.frames, args.no_memory = args.frames or 160, True
     import torch
@@ -205,14 +216,16 @@ def main() -> None:
                      f"{diff:>+11.1%}{med:>8.2f}/{worst:<6.1f}")
         rows.append(row)
         print(line, flush=True)
+    frames = sum(r["frames"] for r in rows)
+    total_ours = frames / sum(r["frames"] / r["ours_fps"] for r in rows)
+    cpu_ours = sum(r["frames"] * r["ours_cpu_ms"] for r in rows) / frames
+    summary = {"frames": frames, "ours_fps": total_ours, "ours_cpu_ms": cpu_ours}
     if not args.no_baseline:
-        frames = sum(r["frames"] for r in rows)
-        total_ours = frames / sum(r["frames"] / r["ours_fps"] for r in rows)
         total_base = frames / sum(r["frames"] / r["base_fps"] for r in rows)
-        cpu_ours = sum(r["frames"] * r["ours_cpu_ms"] for r in rows) / frames
         cpu_base = sum(r["frames"] * r["base_cpu_ms"] for r in rows) / frames
         print(f"{'all clips':<14}{frames:>7}{total_ours:>10.1f}{cpu_ours:>10.1f}{'':>6}{total_base:>10.1f}{cpu_base:>10.1f}{'':>6}"
               f"{total_ours / total_base:>8.1f}x{'':>13}{cpu_base / cpu_ours:>9.1f}x   (target >= 5x, faces within +-1%)")
+        summary.update(base_fps=total_base, base_cpu_ms=cpu_base, speedup=total_ours / total_base)
     print(f"load average {os.getloadavg()[0]:.1f} at the end (2 CPUs: anything above ~0.5 at the start means the figures are noisy)")
     if not args.no_memory:
         clip = SHARED / args.clips[0]
@@ -221,6 +234,17 @@ def main() -> None:
             one, ten = peak_rss_mib(clip), peak_rss_mib(long_clip)
         print(f"peak RSS: {clip.name} {one:.0f} MiB; same clip x10 {ten:.0f} MiB ({ten / one - 1:+.1%}; target within 10%)")
     print(json.dumps(rows))
+    isa.write_child_result(args, {"all_clips": summary, "rows": rows}, threads=args.threads,
+                           peak_n=1024 if args.quick else 2048)
+
+
+def headline(figures: dict) -> dict[str, float]:
+    """The table's columns from one ISA child's figures (all clips together)."""
+    s = figures["all_clips"]
+    out = {"ours fr/s": s["ours_fps"], "ours cpu ms/fr": s["ours_cpu_ms"]}
+    if "base_fps" in s:
+        out.update({"base fr/s": s["base_fps"], "speed-up": s["speedup"]})
+    return out
 
 
 if __name__ == "__main__":

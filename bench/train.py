@@ -4,6 +4,11 @@
     python bench/train.py --quick    # fewer steps, hq skipped, ~2 min
     python bench/train.py --compile  # also time torch.compile (slow to start)
     python bench/train.py --device cuda --quick   # on a GPU (bf16 where the GPU has it)
+    python bench/train.py --isa native            # one ISA only (default: native and AVX2 emulation)
+
+On the CPU every run is repeated per ISA in a fresh process (bench/isa.py): the native kernels and
+AVX2 emulation (what an AVX2-only CPU runs), then one table with each ISA's capability, fp32 matmul
+peak (the best of this script's in-run peaks) and headline figures, and the ratio emulated / native.
 
 EG/s = examples per second with A and B both counted (batch 16 per identity = 32 examples a step).
 Achieved GFLOP/s = EG/s x the FLOPs of one training example, counted by torch's FlopCounterMode over
@@ -29,6 +34,8 @@ import cv2
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+import isa  # bench/isa.py (this script's folder is on sys.path)
 
 from faceswap.device import pick_device
 from faceswap.faces.align import template_eye_mouth_mask, template_face_mask
@@ -208,9 +215,14 @@ def main():
     ap.add_argument("--compile", action="store_true", help="also time torch.compile on lite")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for every row (default: torch's default)")
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or auto; every row runs there")
+    isa.add_arguments(ap)
     args = ap.parse_args()
     global DEVICE
     DEVICE = pick_device(args.device)
+    if DEVICE.type == "cpu" and args.isa_child is None:
+        isa.run_per_isa(args, __file__, headline)
+        return
+    figures: dict = {"presets": {}}
     if args.threads:
         torch.set_num_threads(args.threads)
     steps, warmup = (3, 1) if args.quick else (8, 2)
@@ -237,6 +249,8 @@ def main():
         for label, step in stepper.items():
             aug = time_steps(step.augment, 5, 1)
             egs = 2 * BATCH / sec[label]
+            figures["presets"].setdefault(name, {})[label] = {
+                "egs": egs, "gflops": egs * flops / 1e9, "peak_share": egs * flops / 1e9 / max(peaks), "aug_share": aug / sec[label]}
             print(f"  ours {label:18s} {egs:6.1f} EG/s  {egs * flops / 1e9:5.0f} GFLOP/s ({egs * flops / 1e9 / max(peaks):4.0%} of fp32 peak)"
                   f"  augmentation {aug / sec[label]:4.0%} of the step  ({flops / 1e9:.1f} GFLOP per training example)", flush=True)
         del stepper
@@ -247,20 +261,37 @@ def main():
             t = time.perf_counter()
             step()
             sync()
-            print(f"  lite {precision} torch.compile: first step {time.perf_counter() - t:.0f} s, then "
-                  f"{2 * BATCH / time_steps(step, steps, 1):.1f} EG/s", flush=True)
+            first, egs = time.perf_counter() - t, 2 * BATCH / time_steps(step, steps, 1)
+            print(f"  lite {precision} torch.compile: first step {first:.0f} s, then {egs:.1f} EG/s", flush=True)
+            figures[f"compile_lite_{precision}"] = {"first_step_s": first, "egs": egs}
 
-    print(f"\nAdam step over original's parameters: default {adam_step_seconds(False):.2f} s, fused {adam_step_seconds(True):.2f} s")
+    figures["adam_s"] = {"default": adam_step_seconds(False), "fused": adam_step_seconds(True)}
+    print(f"\nAdam step over original's parameters: default {figures['adam_s']['default']:.2f} s, fused {figures['adam_s']['fused']:.2f} s")
     print("original: ours vs the naive loop (per-sample numpy/cv2 augmentation in a DataLoader, default Adam, fp32),"
           " timed round-robin:", flush=True)
     fns = {"naive": NaiveStep(), "ours fp32": OurStep("original", "fp32")}
     if bf16_ok:
         fns["ours bf16"] = OurStep("original", "bf16")
     sec = interleaved(fns, steps, warmup)
+    figures["original_vs_naive_egs"] = {k: 2 * BATCH / v for k, v in sec.items()}
     for k, v in sec.items():
         print(f"  {k:10s} {2 * BATCH / v:6.1f} EG/s  {sec['naive'] / v:5.2f}x naive{'  (target >= 2x)' if k != 'naive' else ''}")
     peaks.append(matmul_peak())
     print(f"fp32 matmul peak over the run: {', '.join(f'{p:.0f}' for p in peaks)} GFLOP/s (best is the reference; spread = other load)")
+    figures["matmul_peaks"] = peaks
+    isa.write_child_result(args, figures, threads=torch.get_num_threads(), peak=max(peaks), peak_n=2048)
+
+
+def headline(figures: dict) -> dict[str, float]:
+    """The table's columns from one ISA child's figures: EG/s and share of that ISA's fp32 matmul peak."""
+    out = {}
+    for name, variants in figures["presets"].items():
+        for label, f in variants.items():
+            if label in ("fp32", "bf16"):
+                out[f"{name} {label} EG/s"] = f["egs"]
+                out[f"{name} {label} % peak"] = 100 * f["peak_share"]
+    out["naive EG/s"] = figures["original_vs_naive_egs"]["naive"]
+    return out
 
 
 if __name__ == "__main__":

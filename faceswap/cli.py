@@ -6,15 +6,14 @@ exit; `--debug` shows the traceback instead.
 
 from __future__ import annotations
 
-import errno
 import sys
-import traceback
 
 from pathlib import Path
 
 import click
 
 from faceswap import __version__
+from faceswap.cli_common import OneLineErrorGroup, debug_option, report as _report
 from faceswap.errors import FaceswapError
 from faceswap.faces.coverage import COVERAGES, DEFAULT_COVERAGE
 
@@ -24,55 +23,7 @@ MAX_BATCH = 1024
 MAX_DETECT_SIZE = 4096
 
 
-class _Group(click.Group):
-    """Turns exceptions into one-line errors (tracebacks only with --debug)."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted", err=True)
-            sys.exit(130)
-        except Exception as exc:  # noqa: BLE001 - the whole point: never a traceback by default
-            if ctx.meta.get("faceswap.debug"):
-                traceback.print_exc()
-            elif isinstance(exc, FaceswapError):
-                click.echo(f"Error: {exc}", err=True)
-            elif isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                # A full disk in a stage that does not say so itself: still one clear line.
-                click.echo(f"Error: no space left on device{f' writing {exc.filename}' if exc.filename else ''}", err=True)
-            else:
-                click.echo(f"Error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
-            sys.exit(1)
-
-
-def _set_debug(ctx: click.Context, _param, value: bool):
-    if value:
-        ctx.meta["faceswap.debug"] = True
-    return value
-
-
-def _report(summary, output) -> None:
-    """A stage's closing lines: warnings, the summary, then one `Error:` line per failed input
-    (and a non-zero exit when there was any)."""
-    for warning in summary.warnings:
-        click.echo(f"Warning: {warning}", err=True)
-    click.echo(f"Done: {summary.line()} -> {output}")
-    for error in summary.errors:
-        click.echo(f"Error: {error}", err=True)
-    if summary.errors:
-        sys.exit(1)
-
-
-def debug_option(f):
-    """`--debug` on the group and on every command, so it works wherever the user types it."""
-    return click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
-                        help="Show full tracebacks instead of one-line errors.")(f)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=OneLineErrorGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="faceswap")
 @debug_option
 def main():
@@ -131,9 +82,14 @@ def extract(inputs, output, size, coverage, every, start, end, min_face, min_sco
 @click.option("--b", "faces_b", required=True, type=click.Path(path_type=Path), help="Folder of faces of identity B.")
 @click.option("-m", "--model-dir", type=click.Path(path_type=Path), default=None,
               help="Model dir to create or resume. Default: models/<preset>_<A folder>_<B folder>.")
-@click.option("--preset", type=click.Choice(["lite", "original", "hq"]), default="lite", show_default=True,
-              help="lite: CPU-first 64 px; original: classic deepfakes 64 px; hq: 128 px for GPUs.")
+@click.option("--preset", type=click.Choice(["lite", "original", "hq", "hd"]), default="lite", show_default=True,
+              help="lite: CPU-first 64 px; original: classic deepfakes 64 px; hq: 128 px for GPUs; hd: 256 px for GPUs.")
 @click.option("--learn-mask", is_flag=True, help="Also learn a face mask channel (trained on the template face mask).")
+@click.option("--refine", type=click.Choice(["auto", "0", "2", "4"]), default="auto", show_default=True,
+              help="Identity refiners that turn the decoder's output into a face this many times larger, trained "
+                   "beside it on the faces' own pixels (auto: the largest the faces' resolution allows, up to 4; 0: none).")
+@click.option("--init", "init", type=click.Path(path_type=Path), default=None,
+              help="Start a new model from this earlier model: its encoder, and the decoder of any identity whose faces are the same.")
 @click.option("--batch-size", default=16, show_default=True, help="Faces per identity per iteration.")
 @click.option("--iterations", type=int, default=None, help="Total iterations to reach (a resumed run continues the count).")
 @click.option("--minutes", type=float, default=None, help="Stop (and save) after this many minutes of this run.")
@@ -155,7 +111,7 @@ def extract(inputs, output, size, coverage, every, start, end, min_face, min_sco
 @click.option("--max-memory", default=4.0, show_default=True, help="GiB the face caches of A and B may take together.")
 @click.option("--overwrite", is_flag=True, help="Start a new model in --model-dir even if it holds other files or a model (replaced).")
 @debug_option
-def train(faces_a, faces_b, model_dir, preset, learn_mask, batch_size, iterations, minutes, save_every, preview_every, log_every,
+def train(faces_a, faces_b, model_dir, preset, learn_mask, refine, init, batch_size, iterations, minutes, save_every, preview_every, log_every,
           loss, eye_mouth_weight, lr, warp, val_fraction, seed, device, precision, threads, compile_, max_memory, overwrite):
     """Train (or resume) the A<->B swap model. Ctrl-C stops cleanly with a save; run it again to resume.
 
@@ -170,7 +126,8 @@ def train(faces_a, faces_b, model_dir, preset, learn_mask, batch_size, iteration
     if model_dir is None:
         model_dir = Path("models") / f"{preset}_{faces_a.resolve().name}_{faces_b.resolve().name}"
     run_training(TrainConfig(
-        faces_a=faces_a, faces_b=faces_b, model_dir=model_dir, preset=preset, learn_mask=learn_mask, batch_size=batch_size,
+        faces_a=faces_a, faces_b=faces_b, model_dir=model_dir, preset=preset, learn_mask=learn_mask,
+        refine=None if refine == "auto" else int(refine), init=init, batch_size=batch_size,
         iterations=iterations, minutes=minutes, save_every=save_every, preview_every=preview_every, log_every=log_every,
         loss=loss, eye_mouth_weight=eye_mouth_weight, lr=lr, val_fraction=val_fraction, seed=seed, device=device,
         precision=precision, threads=threads, compile=compile_, max_memory_gb=max_memory, overwrite=overwrite,
@@ -188,17 +145,23 @@ def train(faces_a, faces_b, model_dir, preset, learn_mask, batch_size, iteration
               help="alignments.json from faceswap extract of this video: reuse its faces instead of detecting again.")
 @click.option("--direction", type=click.Choice(["a2b", "b2a"]), default="a2b", show_default=True,
               help="a2b: the faces in INPUT are A's and become B; b2a the other way.")
-@click.option("--mask", type=click.Choice(["auto", "template", "learned"]), default="auto", show_default=True,
-              help="Paste mask: the model's learned mask (auto: when it has one) or the template face ellipse.")
+@click.option("--mask", type=click.Choice(["auto", "template", "landmarks", "learned"]), default="auto", show_default=True,
+              help="Paste mask: landmarks = the template face ellipse narrowed on the far side of a turned head; "
+                   "template = the plain ellipse; learned = the model's own; auto = learned when the model has one, else landmarks.")
 @click.option("--mask-erode", default=0.0, show_default=True, type=click.FloatRange(-50, 50),
               help="Shrink (+) or grow (-) the mask, percent of the face crop.")
 @click.option("--mask-blur", default=0.0, show_default=True, type=click.FloatRange(0, 50),
               help="Extra feathering of the mask edge, percent of the face crop.")
-@click.option("--color", type=click.Choice(["none", "mean-std", "hist"]), default=None,
+@click.option("--color", type=click.Choice(["none", "mean-std", "hist", "shading"]), default=None,
               help="Colour matching of the swapped face to the original inside the mask [default: mean-std].")
 @click.option("--blend", type=click.Choice(["alpha", "poisson"]), default="alpha", show_default=True,
               help="alpha: feathered mask; poisson: seamless clone, then the feathered mask.")
 @click.option("--smooth/--no-smooth", default=True, show_default=True, help="Smooth face positions across frames (less jitter).")
+@click.option("--refine/--no-refine", default=True, show_default=True,
+              help="Paste the model's refined (sharper, larger) faces when it has refiners; --no-refine: the decoder's own.")
+@click.option("--detail", default=0.5, show_default=True, type=click.FloatRange(0, 2),
+              help="Add the original face's fine detail (skin grain, lashes, the camera's noise: the band finer than the "
+                   "model renders) to the swap; 0 = the model's face alone.")
 @click.option("--smooth-window", default=6, show_default=True, type=click.IntRange(1, 30),
               help="Frames each side the smoothing looks at.")
 @click.option("--crf", default=18, show_default=True, type=click.IntRange(0, 51),
@@ -221,8 +184,8 @@ def train(faces_a, faces_b, model_dir, preset, learn_mask, batch_size, iteration
               help="Skip the metadata label and Content Credentials (warns); the invisible watermark always stays.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @debug_option
-def convert(input_path, model_dir, output, alignments, direction, mask, mask_erode, mask_blur, color, blend, smooth, smooth_window,
-            crf, x264_preset, start, end, batch_size, detect_size, min_face, device, precision, threads, overwrite, no_credentials,
+def convert(input_path, model_dir, output, alignments, direction, mask, mask_erode, mask_blur, color, blend, smooth, refine,
+            detail, smooth_window, crf, x264_preset, start, end, batch_size, detect_size, min_face, device, precision, threads, overwrite, no_credentials,
             quiet):
     """Swap the faces of a video (or an image folder) with a trained model; the output is labelled synthetic.
 
@@ -236,7 +199,7 @@ def convert(input_path, model_dir, output, alignments, direction, mask, mask_ero
         raise click.BadParameter(f"--end {end} must be greater than --start {start}", param_hint="--end")
     config = ConvertConfig(input=input_path, output=output, model_dir=model_dir, alignments=alignments, direction=direction,
                            mask=mask, mask_erode=mask_erode, mask_blur=mask_blur, color=color or DEFAULT_COLOR, blend=blend,
-                           smooth=smooth, smooth_window=smooth_window, crf=crf, x264_preset=x264_preset, start=start, end=end,
+                           smooth=smooth, refine=refine, detail=detail, smooth_window=smooth_window, crf=crf, x264_preset=x264_preset, start=start, end=end,
                            batch_size=batch_size, device=device, precision=precision, threads=threads, overwrite=overwrite, no_credentials=no_credentials,
                            detector=DetectorConfig(detect_size=detect_size, min_face=min_face))
     summary = run_convert(config, show_progress=not quiet)
@@ -471,3 +434,9 @@ def demo(output, minutes, quick, device, overwrite):
     from faceswap.demo import DEFAULT_MINUTES, DemoConfig, run_demo
 
     run_demo(DemoConfig(output=output, minutes=minutes or DEFAULT_MINUTES, quick=quick, device=device, overwrite=overwrite))
+
+
+# --- faces (folder tools) ---
+from faceswap.cli_faces import faces  # noqa: E402  (after main: the group is defined in its own module)
+
+main.add_command(faces)

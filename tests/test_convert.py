@@ -91,7 +91,7 @@ def test_mean_std_transfer_moves_the_masked_statistics_to_the_target():
     size = 64
     mask = face_masks(2, size, "face")
     source = (torch.tensor([0.75, 0.55, 0.45]).view(1, 3, 1, 1) + 0.08 * torch.randn(2, 3, size, size, generator=g)).clamp(0, 1)
-    target = (torch.tensor([0.45, 0.35, 0.30]).view(1, 3, 1, 1) + 0.04 * torch.randn(2, 3, size, size, generator=g)).clamp(0, 1)
+    target = (torch.tensor([0.45, 0.35, 0.30]).view(1, 3, 1, 1) + 0.06 * torch.randn(2, 3, size, size, generator=g)).clamp(0, 1)
     target = torch.where(mask > 0, target, torch.tensor([0.0, 1.0, 0.0]).view(1, 3, 1, 1))  # outside the mask: must not count
     out = mean_std_transfer(source, target, mask)
     mu_o, sd_o = _lab_stats(out, mask)
@@ -100,6 +100,36 @@ def test_mean_std_transfer_moves_the_masked_statistics_to_the_target():
     assert (mu_o - mu_t).abs().max() < 0.5 < (mu_s - mu_t).abs().max()  # L*a*b* units
     assert ((sd_o - sd_t).abs() / sd_t).max() < 0.05
     assert torch.equal(transfer_color(source, target, mask, "none"), source)
+
+
+def test_mean_std_transfer_never_amplifies_colour_and_caps_lightness_contrast():
+    g = torch.Generator().manual_seed(2)
+    mask = face_masks(1, 64, "face")
+    flat = (torch.tensor([0.7, 0.55, 0.45]).view(1, 3, 1, 1) + 0.01 * torch.randn(1, 3, 64, 64, generator=g)).clamp(0, 1)
+    busy = (torch.tensor([0.45, 0.35, 0.30]).view(1, 3, 1, 1) + 0.15 * torch.randn(1, 3, 64, 64, generator=g)).clamp(0, 1)
+    out = mean_std_transfer(flat, busy, mask)
+    (mu_o, sd_o), (mu_t, _), (_, sd_s) = _lab_stats(out, mask), _lab_stats(busy, mask), _lab_stats(flat, mask)
+    assert (mu_o - mu_t).abs().max() < 1.0  # means still matched
+    assert sd_o[0, 0] < 1.6 * sd_s[0, 0]  # lightness spread: at most 1.5x (it would be ~10x)
+    assert (sd_o[0, 1:] < 1.1 * sd_s[0, 1:]).all()  # colour spread: never amplified
+
+
+def test_shading_transfer_takes_the_originals_light_and_keeps_the_swaps_detail():
+    size = 64
+    mask = torch.ones(1, 1, size, size)
+    y, x = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    stripes = 0.05 * torch.sin(x * 60)  # fine detail of the swap
+    swap = (0.55 + 0.2 * x + stripes).expand(1, 3, size, size).clamp(0, 1)  # lit from the right
+    original = (0.55 + 0.2 * (1 - x)).expand(1, 3, size, size).clamp(0, 1)  # lit from the left
+    out = transfer_color(swap, original, mask, "shading")
+    lum = lambda t: kornia.color.rgb_to_lab(t)[:, 0]  # noqa: E731
+    band = (slice(None), slice(8, -8), slice(8, -8))
+    left, right = out[..., :, 8:16], out[..., :, -16:-8]
+    assert lum(left).mean() > lum(right).mean() + 5  # the original's light, not the swap's
+    # the stripes survive: the swap's fine structure is still there
+    detail = lum(out) - kornia.filters.gaussian_blur2d(lum(out)[:, None], (9, 9), (3.0, 3.0))[:, 0]
+    ref = lum(swap) - kornia.filters.gaussian_blur2d(lum(swap)[:, None], (9, 9), (3.0, 3.0))[:, 0]
+    assert torch.corrcoef(torch.stack([detail[band].flatten(), ref[band].flatten()]))[0, 1] > 0.9
 
 
 def test_hist_match_matches_masked_quantiles():

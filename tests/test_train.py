@@ -191,7 +191,7 @@ def test_resume_equals_uninterrupted_training(face_dirs, tmp_path):
 def test_ctrl_c_saves_and_resume_matches(face_dirs, tmp_path, monkeypatch):
     whole = train(_cfg(face_dirs, tmp_path / "whole", iterations=30))
     calls = {"n": 0}
-    augment = Augmenter.__call__
+    augment = Augmenter.augment  # what the loop calls per identity and step
 
     def augment_then_ctrl_c(self, faces, gen):  # the user presses Ctrl-C during the 11th iteration
         calls["n"] += 1
@@ -199,10 +199,10 @@ def test_ctrl_c_saves_and_resume_matches(face_dirs, tmp_path, monkeypatch):
             signal.raise_signal(signal.SIGINT)
         return augment(self, faces, gen)
 
-    monkeypatch.setattr(Augmenter, "__call__", augment_then_ctrl_c)
+    monkeypatch.setattr(Augmenter, "augment", augment_then_ctrl_c)
     handler = signal.getsignal(signal.SIGINT)
     first = train(_cfg(face_dirs, tmp_path / "cut", iterations=10**6))
-    monkeypatch.setattr(Augmenter, "__call__", augment)
+    monkeypatch.setattr(Augmenter, "augment", augment)
     assert (first.stopped, first.iteration) == ("interrupted", 11)
     assert read_checkpoint(tmp_path / "cut").iteration == 11
     assert signal.getsignal(signal.SIGINT) is handler  # restored

@@ -8,18 +8,22 @@ contrast. Both work on aligned crops, so "inside the mask" means the same skin i
 
 from __future__ import annotations
 
+import math
+
 import kornia
 import torch
 
 from faceswap.errors import FaceswapError
 
-COLOR_MODES = ("none", "mean-std", "hist")
+COLOR_MODES = ("none", "mean-std", "hist", "shading")
 # Chosen by measurement (bench/convert.py, clip A a2b, 150 frames, 300-iteration lite model): face tone
 # dE76 to the source none 22.9 / mean-std 0.95 / hist 1.19; seam dE 16.1 / 10.6 / 10.1; lightness
 # contrast kept 1.02 / 0.93 / 0.90. mean-std matches the tone best and keeps more contrast; hist
 # trades that for a 0.6 dE lower seam. Re-measure with a fully trained model (bench/convert.py).
 DEFAULT_COLOR = "mean-std"
 _EPS = 1e-6
+MAX_L_GAIN = 1.5
+MAX_AB_GAIN = 1.0
 
 
 def masked_mean_std(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,8 +48,13 @@ def mean_std_transfer(source: torch.Tensor, target: torch.Tensor, mask: torch.Te
     tgt = kornia.color.rgb_to_lab(target.float().clamp(0, 1))
     mu_s, sd_s = masked_mean_std(src, mask)
     mu_t, sd_t = masked_mean_std(tgt, mask)
-    # Cap the contrast change: a flat swapped face (tiny std) must not be blown up into noise.
-    gain = (sd_t / sd_s.clamp_min(_EPS)).clamp(0.2, 5.0)
+    # Cap the contrast change. Lightness: within 1.5x either way (a flat swapped face must not be
+    # blown up into noise). Colour (a*, b*): never amplified. The original's chroma spread inside
+    # the mask includes hair, brows and shadow that the swapped face's skin does not have; matching
+    # it multiplied the swap's b* spread by 1.3-1.9x on real A->B frames, which painted orange-brown
+    # smudges beside the nose and under the eyes (seen at 1x). Means are still matched exactly.
+    gain = sd_t / sd_s.clamp_min(_EPS)
+    gain = torch.cat([gain[:, :1].clamp(1 / MAX_L_GAIN, MAX_L_GAIN), gain[:, 1:].clamp(0.2, MAX_AB_GAIN)], 1)
     out = (src - mu_s) * gain + mu_t
     out = torch.cat([out[:, :1].clamp(0, 100), out[:, 1:].clamp(-128, 127)], 1)
     return kornia.color.lab_to_rgb(out).clamp(0, 1)
@@ -74,6 +83,30 @@ def hist_match(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, b
     return out.view_as(src)
 
 
+SHADING_SIGMA = 0.04  # of the crop side: coarser than any feature, fine enough for a cast shadow's edge
+
+
+def shading_transfer(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`mean_std_transfer`, then the original's coarse lightness in place of the swap's own: L* =
+    swap - blur(swap) + blur(original), blurred with sigma = SHADING_SIGMA of the side (mask-
+    normalised, so what lies outside the mask does not bleed in). The swapped face keeps its
+    features and detail and takes the light of the scene it is pasted into, instead of the light
+    the other person was filmed in (the model has to learn that from few iterations, and often
+    has not: B's nose and eye-socket shadows, shifted to A's darker mean, read as brown smudges).
+    Shapes as in `mean_std_transfer`."""
+    out = kornia.color.rgb_to_lab(mean_std_transfer(source, target, mask))
+    tgt = kornia.color.rgb_to_lab(target.float().clamp(0, 1))
+    sigma = max(1.0, SHADING_SIGMA * source.shape[-1])
+    k = 2 * math.ceil(3 * sigma) + 1
+    w = mask.float() + _EPS
+
+    def low(x):
+        return kornia.filters.gaussian_blur2d(x * w, (k, k), (sigma, sigma)) / kornia.filters.gaussian_blur2d(w, (k, k), (sigma, sigma))
+
+    lum = (out[:, :1] - low(out[:, :1]) + low(tgt[:, :1])).clamp(0, 100)
+    return kornia.color.lab_to_rgb(torch.cat([lum, out[:, 1:]], 1)).clamp(0, 1)
+
+
 def transfer_color(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
     """Dispatch on `mode` (one of `COLOR_MODES`); shapes as in `mean_std_transfer`."""
     if mode == "none":
@@ -82,4 +115,6 @@ def transfer_color(source: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
         return mean_std_transfer(source, target, mask)
     if mode == "hist":
         return hist_match(source, target, mask)
+    if mode == "shading":
+        return shading_transfer(source, target, mask)
     raise FaceswapError(f"unknown colour mode {mode!r} (choose from {', '.join(COLOR_MODES)})")

@@ -30,12 +30,15 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from faceswap.convert.blend import BLEND_MODES, paste_faces
 from faceswap.convert.color import COLOR_MODES, DEFAULT_COLOR, transfer_color
-from faceswap.convert.mask import MASK_SOURCES, face_masks
+from faceswap.convert.detail import DEFAULT_STRENGTH as DEFAULT_DETAIL
+from faceswap.convert.detail import transfer_detail
+from faceswap.convert.mask import MASK_SOURCES, crop_landmarks, face_masks
 from faceswap.convert.smooth import DEFAULT_DEGREE, DEFAULT_LOOKAHEAD, LandmarkSmoother
 from faceswap.device import pick_device, torch_threads
 from faceswap.errors import FaceswapError
@@ -49,6 +52,7 @@ from faceswap.provenance import container_tags, finish_output, mark_faces, paylo
 from faceswap.video import FrameReader, VideoWriter, probe
 
 OUTPUT_VIDEO_EXTENSIONS = {".mp4", ".mkv", ".mov"}
+DETAIL_FACTOR = 4  # paste size / model size for detail transfer when the model has no refiners
 STAGES = ("decode", "detect/align", "model", "colour/blend", "encode")
 
 
@@ -65,12 +69,14 @@ class ConvertConfig:
     model_dir: Path
     alignments: Path | None = None
     direction: str = "a2b"
-    mask: str = "auto"  # auto = the learned mask when the model has one, else the template
+    mask: str = "auto"  # auto = the learned mask when the model has one, else the landmark-following one
     mask_erode: float = 0.0
     mask_blur: float = 0.0
     color: str = DEFAULT_COLOR
     blend: str = "alpha"
     smooth: bool = True
+    refine: bool = True  # paste the refiners' R*S px faces when the model has refiners (False: the decoder's S px)
+    detail: float = DEFAULT_DETAIL  # strength of the source's fine detail added to the swap (convert.detail); 0 = none
     smooth_window: int = DEFAULT_LOOKAHEAD  # frames each side of the zero-phase landmark filter
     crf: int = 18
     x264_preset: str = "medium"
@@ -87,7 +93,7 @@ class ConvertConfig:
     def options(self) -> dict[str, Any]:
         """What shaped the pictures (recorded in the output's metadata)."""
         keys = ("direction", "mask", "mask_erode", "mask_blur", "color", "blend", "smooth", "smooth_window", "crf", "start", "end",
-                "precision")
+                "precision", "refine", "detail")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -168,11 +174,22 @@ class FaceSwapper:
         self.model, self.config, self.device, self.timer = model, config, device, timer
         self.watermark_bits = watermark_bits
         self.size, self.coverage = model.size, model.coverage
-        self.learned = model.learn_mask and config.mask != "template"
+        # What is pasted: the refiner's output (model.out_size) or the decoder's (size). Masks, colour
+        # statistics and the paste all work at that side, from crops cut at that side.
+        self.refine = bool(model.refine) and config.refine
+        if not 0 <= config.detail <= 2:
+            raise FaceswapError(f"--detail {config.detail:g} out of range (0..2)")
+        # Without refiners, detail still needs room above the model's resolution: the model's
+        # output is upscaled (bicubic) to DETAIL_FACTOR times its side and the band fills the rest.
+        self.out_size = model.out_size if self.refine else self.size * (DETAIL_FACTOR if config.detail > 0 else 1)
+        self.learned = model.learn_mask and config.mask in ("auto", "learned")
+        # auto without a learned mask: the template ellipse narrowed on the far side of a turned head
+        # (`convert.mask.landmark_face_masks`), so the decoder's background beside the cheek is not pasted.
+        self.follow_landmarks = config.mask in ("auto", "landmarks")
         self.precision = resolve_precision(config.precision, device)
         face_masks(1, self.size, self.coverage, config.mask_erode, config.mask_blur)  # range check before any work
 
-    def crops(self, frames: list[np.ndarray], owners: list[int], matrices: torch.Tensor) -> torch.Tensor:
+    def crops(self, frames: list[np.ndarray], owners: list[int], matrices: torch.Tensor, size: int | None = None) -> torch.Tensor:
         """`(B, 3, S, S)` float crops of each face, cut with kornia (`warp_faces`).
 
         A face much larger than the crop is first area-reduced by an integer factor on the uint8
@@ -180,7 +197,8 @@ class FaceSwapper:
         full frame with its Gaussian pyramid took 30 ms per 512 px frame on one core, half the budget
         of a 10 frames/s convert. Faces are grouped by (frame size, factor) and warped per group.
         """
-        out = torch.empty(len(owners), 3, self.size, self.size, device=self.device)
+        size_out = size or self.size
+        out = torch.empty(len(owners), 3, size_out, size_out, device=self.device)
         factors = torch.floor(1.0 / matrix_scale(matrices).clamp_min(1e-6)).clamp_min(1).to(torch.int64).tolist()
         groups: dict[tuple, list[int]] = {}
         for i, o in enumerate(owners):
@@ -196,7 +214,7 @@ class FaceSwapper:
             pre = torch.tensor([[fx, 0.0, (fx - 1) / 2], [0.0, fy, (fy - 1) / 2], [0.0, 0.0, 1.0]], dtype=matrices.dtype)
             m = matrices[faces] @ pre
             pick = torch.tensor([needed.index(owners[i]) for i in faces], device=self.device)
-            out[faces] = warp_faces(t[pick], m.to(self.device), self.size)
+            out[faces] = warp_faces(t[pick], m.to(self.device), size_out)
         return out
 
     def swap(self, frames: list[np.ndarray], landmarks: list[list[np.ndarray]]) -> list[np.ndarray]:
@@ -218,14 +236,25 @@ class FaceSwapper:
                 lms = np.stack([lm for faces in landmarks for lm in faces])
                 matrices = alignment_matrices(lms, self.size, self.coverage)
                 crops = self.crops(frames, owners, matrices)
+                if self.out_size != self.size:  # the originals at the pasted faces' side, for the colour statistics
+                    matrices = alignment_matrices(lms, self.out_size, self.coverage)
+                    originals = self.crops(frames, owners, matrices, self.out_size)
+                else:
+                    originals = crops
             with self.timer("model"), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                faces, learned = self.model.swap(crops, cfg.direction)
+                faces, learned = self.model.swap(crops, cfg.direction, refine=self.refine)
             faces = faces.float()
+            if faces.shape[-1] != self.out_size:
+                faces = F.interpolate(faces, size=self.out_size, mode="bicubic", align_corners=False).clamp(0, 1)
             learned = learned.float() if learned is not None else None
+            if learned is not None and self.out_size != self.size:
+                learned = F.interpolate(learned, size=self.out_size, mode="bilinear", align_corners=False)
             with self.timer("colour/blend"):
-                masks = face_masks(len(owners), self.size, self.coverage, cfg.mask_erode, cfg.mask_blur,
-                                   learned if self.learned else None, self.device)
-                faces = transfer_color(faces, crops, masks, cfg.color)
+                masks = face_masks(len(owners), self.out_size, self.coverage, cfg.mask_erode, cfg.mask_blur,
+                                   learned if self.learned else None, self.device,
+                                   landmarks=crop_landmarks(lms, matrices) if self.follow_landmarks else None)
+                faces = transfer_color(faces, originals, masks, cfg.color)
+                faces = transfer_detail(faces, originals, self.out_size / self.size, cfg.detail)
                 by_shape: dict[tuple, list[int]] = {}
                 for i, o in enumerate(owners):
                     by_shape.setdefault(frames[o].shape, []).append(i)

@@ -43,6 +43,7 @@ from torch import nn
 from faceswap.atomic import atomic_write_bytes
 from faceswap.errors import FaceswapError
 from faceswap.model.blocks import ConvAct, ResBlock, Upscale
+from faceswap.model.refiner import FACTORS, Refiner, refine_patches
 
 DIRECTIONS = {"a2b": "b", "b2a": "a"}  # direction -> decoder used
 
@@ -98,6 +99,14 @@ PRESETS: dict[str, Preset] = {
             "hq", 128, enc=(128, 256, 512, 1024, 1024), enc_kernel=5, dense=1024, latent=1024,
             dec=(512, 256, 128, 64), out_kernel=5, res_blocks=1, lr=5e-5,
             description="128 px model for GPUs",
+        ),
+        # 256 px for GPUs (DeepFaceLab's and faceswap's users train 128-640): 31.6 GFLOP per example
+        # forward, 140 M parameters; the narrow last stages keep the 128/256 px layers affordable.
+        # Not yet trained on a GPU (bench/gpu_check.sh runs it for 2 minutes when one is lent).
+        Preset(
+            "hd", 256, enc=(64, 128, 256, 512, 1024, 1024), enc_kernel=5, dense=1024, latent=1024,
+            dec=(512, 256, 128, 64, 32), out_kernel=5, res_blocks=1, lr=5e-5,
+            description="256 px model for GPUs",
         ),
     ]
 }
@@ -160,22 +169,36 @@ class SwapModel(nn.Module):
         preset: the `Preset` the model was built from; ``size`` = ``preset.size``.
         coverage: face coverage of the crops it was trained on (see `faceswap.faces.align`).
         learn_mask: whether decoders emit a 4th (mask) channel.
+        refine: factor of the identity refiners (`faceswap.model.refiner`, keys ``refiners.a/b``), 0 = none;
+            ``out_size`` = ``size * refine`` (or ``size``) is the side of what `swap` returns.
     """
 
-    def __init__(self, preset: Preset, coverage: str = "face", learn_mask: bool = False):
+    def __init__(self, preset: Preset, coverage: str = "face", learn_mask: bool = False, refine: int = 0):
         super().__init__()
-        self.preset, self.size, self.coverage, self.learn_mask = preset, preset.size, coverage, learn_mask
+        if refine not in FACTORS:
+            raise FaceswapError(f"refine factor {refine!r} is not one of {FACTORS}")
+        self.preset, self.size, self.coverage, self.learn_mask, self.refine = preset, preset.size, coverage, learn_mask, refine
+        self.out_size = preset.size * (refine or 1)
         out = 4 if learn_mask else 3
         self.encoder = Encoder(preset)
         self.decoders = nn.ModuleDict({"a": Decoder(preset, out), "b": Decoder(preset, out)})
+        if refine:
+            self.refiners = nn.ModuleDict({"a": Refiner(refine), "b": Refiner(refine)})
 
-    def forward(self, faces_a: torch.Tensor, faces_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, faces_a: torch.Tensor, faces_b: torch.Tensor, patches: dict | None = None) -> tuple[torch.Tensor, ...]:
         """Training pass: both identities through the shared encoder in one batch, each through its decoder.
 
         `(Ba, 3, S, S)`, `(Bb, 3, S, S)` -> `(Ba, C, S, S)`, `(Bb, C, S, S)` with C = 3 (+1 mask).
+        With refiners and `patches` (identity -> `(y0, x0)` patch corners of its first k faces, see
+        `refiner.random_origins`), also each identity's refined patches of its detached decoder output,
+        `(k, 3, R*PATCH, R*PATCH)`: in this one call, so DDP sees every parameter used in its forward.
         """
         code = self.encoder(torch.cat([faces_a, faces_b]))
-        return self.decoders["a"](code[: len(faces_a)]), self.decoders["b"](code[len(faces_a):])
+        out_a, out_b = self.decoders["a"](code[: len(faces_a)]), self.decoders["b"](code[len(faces_a):])
+        if not patches or not self.refine:
+            return out_a, out_b
+        refined = [refine_patches(self.refiners[k], out[: len(patches[k][0]), :3], *patches[k]) for k, out in (("a", out_a), ("b", out_b))]
+        return out_a, out_b, *refined
 
     def _prepare(self, faces: torch.Tensor) -> torch.Tensor:
         if faces.dim() != 4 or faces.shape[1] != 3 or faces.shape[2] != faces.shape[3]:
@@ -202,24 +225,28 @@ class SwapModel(nn.Module):
         return out[:, :3], (out[:, 3:4] if self.learn_mask else None)
 
     @torch.no_grad()
-    def swap(self, faces: torch.Tensor, direction: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def swap(self, faces: torch.Tensor, direction: str, refine: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``"a2b"``: faces of A rendered as B (encode, decode with B); ``"b2a"`` the other way.
 
-        Same shapes as `reconstruct`.
+        Same shapes as `reconstruct`; with `refine` (and refiners) the images are `(B, 3, out_size,
+        out_size)` from the target identity's refiner (the mask stays at `size`).
         """
         if direction not in DIRECTIONS:
             raise FaceswapError(f"unknown swap direction {direction!r} (use 'a2b' or 'b2a')")
-        return self.reconstruct(faces, DIRECTIONS[direction])
+        rgb, mask = self.reconstruct(faces, DIRECTIONS[direction])
+        if refine and self.refine:
+            rgb = self.refiners[DIRECTIONS[direction]](rgb)
+        return rgb, mask
 
     def describe(self) -> dict:
         """What `config.json` records about the architecture."""
         return {"preset": self.preset.name, "size": self.size, "coverage": self.coverage,
-                "learn_mask": self.learn_mask, "architecture": self.preset.to_json(),
+                "learn_mask": self.learn_mask, "refine": self.refine, "architecture": self.preset.to_json(),
                 "parameters": count_parameters(self), "forward_flops_per_example": forward_flops(self)}
 
 
-def build_model(preset: str | Preset, coverage: str = "face", learn_mask: bool = False) -> SwapModel:
-    return SwapModel(get_preset(preset) if isinstance(preset, str) else preset, coverage, learn_mask)
+def build_model(preset: str | Preset, coverage: str = "face", learn_mask: bool = False, refine: int = 0) -> SwapModel:
+    return SwapModel(get_preset(preset) if isinstance(preset, str) else preset, coverage, learn_mask, refine)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -395,7 +422,7 @@ def model_from_config(cfg: dict) -> SwapModel:
     """An untrained `SwapModel` with the architecture `config.json` records."""
     try:
         preset = Preset.from_json(cfg["architecture"])
-        return SwapModel(preset, cfg["coverage"], bool(cfg["learn_mask"]))
+        return SwapModel(preset, cfg["coverage"], bool(cfg["learn_mask"]), int(cfg.get("refine", 0)))  # no key: before refiners
     except (KeyError, TypeError, ValueError) as exc:
         raise FaceswapError(f"model config does not describe a buildable model ({exc})") from exc
 

@@ -9,6 +9,10 @@ For a batch of uint8 faces it makes:
   *before* the affine. Reconstructing the clean target from a warped input is what forces the
   shared code to learn structure instead of copying pixels.
 
+* hi-res target patches (`hires_patches`), for the refiner: the same colour and affine applied to
+  the same faces at R times the size, cut to given patches, so a patch of the decoder's output and
+  its hi-res target show the same skin.
+
 All random numbers come from the caller's `torch.Generator`, so a saved generator state replays the
 same augmentations after a resume.
 """
@@ -37,6 +41,15 @@ class AugmentConfig:
     color_ab: float = 6.0  # max shift of a* and b*
 
 
+@dataclass
+class Draw:
+    """The random choices of one augmented batch: `theta` `(B, 2, 3)` (see `random_affine`) and the
+    colour change (`None` when colour jitter is off): L* contrast, L* shift `(B, 1, 1)` each, a*/b* `(B, 2, 1, 1)`."""
+
+    theta: torch.Tensor
+    colour: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
+
+
 def _uniform(n: int, lim: float, gen: torch.Generator) -> torch.Tensor:
     return (torch.rand(n, generator=gen, device=gen.device) * 2 - 1) * lim
 
@@ -56,13 +69,49 @@ class Augmenter:
         self.base = kornia.utils.create_meshgrid(size, size, normalized_coordinates=True, device=masks.device)
 
     def __call__(self, faces: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.augment(faces, gen)[:3]
+
+    def augment(self, faces: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Draw]:
+        """As `__call__`, plus the `Draw` that `hires_patches` repeats at a higher resolution."""
         b, dev = faces.shape[0], faces.device
-        x = self.colour(faces.float().div_(255), gen)
+        params = self.colour_params(b, gen)
+        x = self.apply_colour(faces.float().div_(255), params)
         theta = self.random_affine(b, gen).to(dev)
         tgt = self._resample(torch.cat([x, self.masks.expand(b, -1, -1, -1)], 1), self.base, theta)
         pts = self.base + self.random_flow(b, gen).to(dev) if self.cfg.warp != "none" else self.base
         inp = self._resample(x, pts, theta)
-        return inp, tgt[:, :3], tgt[:, 3:]
+        return inp, tgt[:, :3], tgt[:, 3:], Draw(theta, params)
+
+    def hires_patches(self, faces: torch.Tensor, draw: Draw, y0: torch.Tensor, x0: torch.Tensor, patch: int) -> torch.Tensor:
+        """Targets of `augment` at the faces' resolution, cut to patches.
+
+        Args:
+            faces: `(k, 3, H, H)` uint8, the first k faces of the batch `draw` came from, H = R * size.
+            y0, x0: `(k,)` int top-left corners of the patches in `size`-px target pixels.
+            patch: patch side in `size`-px pixels.
+        Returns:
+            `(k, 3, R*patch, R*patch)` float in [0, 1]: pixel (i, j) covers the same part of the face
+            as the R x R block at (y0 * R + i, x0 * R + j) of the upscaled target.
+        """
+        k, hi, s = faces.shape[0], faces.shape[-1], self.size
+        r = hi // s
+        dev = faces.device
+        # Pixel centres -> fraction of the side u -> the low-res target's normalised coordinates
+        # (align_corners=True at `size`), through theta, and back to normalised coordinates at H.
+        steps = torch.arange(patch * r, device=dev, dtype=torch.float32)
+        uy = ((y0.to(dev)[:, None] * r + steps) + 0.5) / hi  # (k, P*R)
+        ux = ((x0.to(dev)[:, None] * r + steps) + 0.5) / hi
+        to_n = lambda u: -1 + 2 * (u * s - 0.5) / (s - 1)  # noqa: E731
+        ny, nx = to_n(uy), to_n(ux)
+        pts = torch.stack(torch.broadcast_tensors(nx[:, None, :], ny[:, :, None]), -1)  # (k, P*R, P*R, 2) as (x, y)
+        theta = draw.theta[:k].to(dev)
+        src = torch.einsum("bij,bhwj->bhwi", theta[:, :, :2], pts) + theta[:, None, None, :, 2]
+        u_src = ((src + 1) * (s - 1) / 2 + 0.5) / s
+        grid = -1 + 2 * (u_src * hi - 0.5) / (hi - 1)
+        x = F.grid_sample(faces.float().div_(255), grid, mode="bilinear", padding_mode="border", align_corners=True)
+        if draw.colour is not None:
+            x = self.apply_colour(x, tuple(t[:k] for t in draw.colour))
+        return x
 
     @staticmethod
     def _resample(img: torch.Tensor, pts: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -98,13 +147,23 @@ class Augmenter:
 
     def colour(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Random L* contrast/shift and a*/b* shift, `(B, 3, S, S)` float RGB -> same."""
+        return self.apply_colour(x, self.colour_params(x.shape[0], gen))
+
+    def colour_params(self, b: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         c = self.cfg
         if c.lightness <= 0 and c.color_ab <= 0:
+            return None
+        contrast = (1 + _uniform(b, c.lightness, gen)).view(b, 1, 1)
+        l_shift = _uniform(b, 40 * c.lightness, gen).view(b, 1, 1)
+        ab = _uniform(2 * b, c.color_ab, gen).view(b, 2, 1, 1)
+        return contrast, l_shift, ab
+
+    @staticmethod
+    def apply_colour(x: torch.Tensor, params: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        if params is None:
             return x
-        b, dev = x.shape[0], x.device
+        dev = x.device
+        contrast, l_shift, ab = (t.to(dev) for t in params)
         lab = kornia.color.rgb_to_lab(x)
-        contrast = (1 + _uniform(b, c.lightness, gen)).to(dev).view(b, 1, 1)
-        l_shift = _uniform(b, 40 * c.lightness, gen).to(dev).view(b, 1, 1)
-        ab = _uniform(2 * b, c.color_ab, gen).to(dev).view(b, 2, 1, 1)
         lum = ((lab[:, 0] - 50) * contrast + 50 + l_shift).clamp(0, 100)
         return kornia.color.lab_to_rgb(torch.cat([lum[:, None], lab[:, 1:] + ab], 1), clip=True)

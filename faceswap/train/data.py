@@ -29,6 +29,7 @@ class FaceSet:
         held_out: `(M, 3, S, S)` uint8 faces never trained on (preview, validation loss).
         coverage: coverage name of the crops.
         folder: where they came from; `notes`: things worth telling the user (resizes, subsampling).
+        train_hr, held_out_hr: the same faces at the refiner's output size `(N|M, 3, R*S, R*S)`, or None.
     """
 
     train: torch.Tensor
@@ -36,17 +37,28 @@ class FaceSet:
     coverage: str
     folder: Path
     notes: list[str]
+    train_hr: torch.Tensor | None = None
+    held_out_hr: torch.Tensor | None = None
 
     @property
     def nbytes(self) -> int:
-        return self.train.numel() + self.held_out.numel()
-
-    def to(self, device: torch.device) -> "FaceSet":
-        return FaceSet(self.train.to(device), self.held_out.to(device), self.coverage, self.folder, self.notes)
+        return sum(t.numel() for t in (self.train, self.held_out, self.train_hr, self.held_out_hr) if t is not None)
 
 
-def load_faces(folder: str | Path, size: int, val_fraction: float = 0.1, max_bytes: int = 4 << 30, name: str = "") -> FaceSet:
-    """Read every face image directly inside `folder`, resized to `size` x `size`.
+def face_side(folder: str | Path) -> int | None:
+    """Side in px of the first face image in `folder` (None when it has none or it is unreadable):
+    what decides how far a refiner can be supervised before the faces are loaded."""
+    files = list_images(Path(folder)) if Path(folder).is_dir() else []
+    if not files:
+        return None
+    img = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED)
+    return None if img is None else int(min(img.shape[:2]))
+
+
+def load_faces(folder: str | Path, size: int, val_fraction: float = 0.1, max_bytes: int = 4 << 30, name: str = "",
+               hires: int = 0) -> FaceSet:
+    """Read every face image directly inside `folder`, resized to `size` x `size` (and, with `hires`,
+    also to `hires` x `hires`, from the same file: the refiner's targets).
 
     Aligned face PNGs written by extract carry their coverage; plain images count as ``"face"``
     coverage. Square images of any size are accepted (resized with area filtering); non-square
@@ -61,7 +73,7 @@ def load_faces(folder: str | Path, size: int, val_fraction: float = 0.1, max_byt
     if not files:
         raise FaceswapError(f"{label} folder {folder} holds no face images (png/jpg)")
     notes: list[str] = []
-    per_face = 3 * size * size
+    per_face = 3 * (size * size + hires * hires)
     if len(files) * per_face > max_bytes:
         keep = max(1, max_bytes // per_face)
         idx = np.linspace(0, len(files) - 1, keep).round().astype(int)
@@ -69,6 +81,7 @@ def load_faces(folder: str | Path, size: int, val_fraction: float = 0.1, max_byt
         files = [files[i] for i in idx]
 
     out = torch.empty(len(files), 3, size, size, dtype=torch.uint8)
+    out_hr = torch.empty(len(files), 3, hires, hires, dtype=torch.uint8) if hires else None
     coverages: Counter[str] = Counter()
     sizes: Counter[int] = Counter()
     for i, path in enumerate(files):
@@ -81,6 +94,9 @@ def load_faces(folder: str | Path, size: int, val_fraction: float = 0.1, max_byt
             raise FaceswapError(f"{path} has unknown coverage {cov!r}")
         coverages[cov] += 1
         sizes[h] += 1
+        if out_hr is not None:
+            hr = rgb if h == hires else cv2.resize(rgb, (hires, hires), interpolation=cv2.INTER_AREA if h > hires else cv2.INTER_CUBIC)
+            out_hr[i] = torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)
         if h != size:
             rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_CUBIC)
         out[i] = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
@@ -95,10 +111,18 @@ def load_faces(folder: str | Path, size: int, val_fraction: float = 0.1, max_byt
     if val_fraction > 0 and len(files) >= 2:
         n_val = max(1, n_val)
     n_val = min(n_val, len(files) - 1)  # always keep one face to train on
-    return FaceSet(out[: len(files) - n_val], out[len(files) - n_val:], coverages.most_common(1)[0][0], folder, notes)
+    if hires and min(sizes) < hires:
+        notes.append(f"some faces are smaller than the refiner's {hires} px targets and were upscaled (it learns less detail)")
+    cut = len(files) - n_val
+    return FaceSet(out[:cut], out[cut:], coverages.most_common(1)[0][0], folder, notes,
+                   out_hr[:cut] if out_hr is not None else None, out_hr[cut:] if out_hr is not None else None)
+
+
+def sample_indices(n_faces: int, n: int, generator: torch.Generator) -> torch.Tensor:
+    """`n` indices drawn uniformly with replacement from `range(n_faces)`, on the generator's device."""
+    return torch.randint(n_faces, (n,), generator=generator, device=generator.device)
 
 
 def sample_batch(faces: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
     """`n` faces drawn uniformly with replacement: `(N, 3, S, S)` uint8 -> `(n, 3, S, S)` uint8."""
-    idx = torch.randint(len(faces), (n,), generator=generator, device=generator.device)
-    return faces[idx.to(faces.device)]
+    return faces[sample_indices(len(faces), n, generator).to(faces.device)]

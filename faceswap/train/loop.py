@@ -51,13 +51,18 @@ from faceswap.model.autoencoder import (
     count_parameters, first_nonfinite, forward_flops, get_preset, read_checkpoint, read_config, save_checkpoint,
 )
 from faceswap.train.augment import WARPS, AugmentConfig, Augmenter
-from faceswap.train.data import FaceSet, load_faces, sample_batch
-from faceswap.train.losses import DEFAULT_LOSS, check_loss, face_ssim, training_loss
+from faceswap.model.refiner import FACTORS as REFINE_FACTORS
+from faceswap.model.refiner import PATCHES, default_factor, patch_side, random_origins
+from faceswap.train.data import FaceSet, face_side, load_faces, sample_indices
+from faceswap.train.init import faces_fingerprint, init_from
+from faceswap.train.losses import DEFAULT_LOSS, check_loss, face_ssim, refiner_loss, sharpness_ratio, training_loss
 from faceswap.train.state import pack_generators, pack_optimizer, unpack_generator, unpack_optimizer
 
-LOG_COLUMNS = ["iteration", "elapsed_s", "loss_a", "loss_b", "val_loss_a", "val_loss_b", "val_ssim_a", "val_ssim_b", "eg_per_s"]
+LOG_COLUMNS = ["iteration", "elapsed_s", "loss_a", "loss_b", "val_loss_a", "val_loss_b", "val_ssim_a", "val_ssim_b", "eg_per_s",
+               "val_ssim_hr_a", "val_ssim_hr_b", "val_sharp_a", "val_sharp_b"]
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 VAL_FACES = 64  # held-out faces per identity used for the validation loss
+VAL_FACES_HR = 16  # of them, refined at full size for the refiner's figures
 PREVIEW_FACES = 8
 
 
@@ -70,6 +75,10 @@ class TrainConfig:
     model_dir: Path
     preset: str = "lite"
     learn_mask: bool = False
+    # Identity refiners (`faceswap.model.refiner`): None = auto, the largest factor (<= 4) the faces'
+    # resolution supervises for a new model, the model's own on resume; 0 = none.
+    refine: int | None = None
+    init: Path | None = None  # a new model starts from this earlier model's encoder (and matching decoders)
     batch_size: int = 16  # per identity (EG/s counts A and B)
     iterations: int | None = None  # total to reach (resume continues the count); None = no limit
     minutes: float | None = None  # wall-clock budget of this run; None = no limit
@@ -95,6 +104,7 @@ class TrainConfig:
         d = asdict(self)
         for k in ("faces_a", "faces_b", "model_dir"):
             d[k] = str(Path(d[k]).resolve())
+        d["init"] = str(Path(d["init"]).resolve()) if d["init"] is not None else None
         return d
 
 
@@ -141,6 +151,8 @@ def _check_options(cfg: TrainConfig) -> None:
     for name in ("batch_size", "save_every", "preview_every", "log_every"):
         if getattr(cfg, name) < 1:
             raise FaceswapError(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.refine is not None and cfg.refine not in REFINE_FACTORS:
+        raise FaceswapError(f"--refine must be one of {', '.join(map(str, REFINE_FACTORS))} (0 = no refiner)")
     if cfg.iterations is not None and cfg.iterations < 0:
         raise FaceswapError("--iterations must not be negative")
     if cfg.minutes is not None and cfg.minutes <= 0:
@@ -186,6 +198,9 @@ def _inspect_model_dir(model_dir: Path, cfg: TrainConfig) -> tuple[dict | None, 
     if bool(old.get("learn_mask")) != cfg.learn_mask:
         flag = "--learn-mask" if old.get("learn_mask") else "no --learn-mask"
         raise FaceswapError(f"{model_dir} was trained with{'' if old.get('learn_mask') else 'out'} a learned mask: resume it with {flag}")
+    if cfg.refine is not None and int(old.get("refine", 0)) != cfg.refine:
+        raise FaceswapError(f"{model_dir} holds a model with refine factor {int(old.get('refine', 0))}: resume it with "
+                            f"--refine {int(old.get('refine', 0))} (or leave --refine out)")
     if not (model_dir / WEIGHTS_NAME).exists():
         # Also what a first run killed between writing config.json and its first save leaves (milliseconds).
         raise FaceswapError(f"{model_dir} holds a {CONFIG_NAME} but no {WEIGHTS_NAME}, so there is no model to resume; {fresh}")
@@ -254,6 +269,36 @@ def evaluate(model: SwapModel, faces: dict[str, torch.Tensor], masks: torch.Tens
         losses[ident] = training_loss(out.float(), x, m, cfg.loss, cfg.eye_mouth_weight).item()
         ssims[ident] = face_ssim(out[:, :3].float(), x, m[:, :1]).mean().item()
     return losses, ssims
+
+
+@torch.no_grad()
+def evaluate_refiners(model: SwapModel, faces: dict[str, tuple[torch.Tensor, torch.Tensor]], masks: torch.Tensor) -> dict[str, str]:
+    """log.csv figures of the refiners on held-out faces: face SSIM at the hi-res size of each
+    identity's refined reconstruction against the real face, and its sharpness ratio (1 = as sharp).
+
+    `faces`: identity -> (`(N, 3, S, S)`, `(N, 3, H, H)`) uint8, the same faces at both sizes."""
+    out = {}
+    for ident, (lo, hi) in faces.items():
+        rgb = model.refiners[ident](model.reconstruct(lo.float() / 255, ident)[0]).float()
+        real = hi.float() / 255
+        m = torch.nn.functional.interpolate(masks[None, :1], size=real.shape[-2:], mode="bilinear", align_corners=False)
+        out[f"val_ssim_hr_{ident}"] = f"{face_ssim(rgb, real, m).mean().item():.4f}"
+        out[f"val_sharp_{ident}"] = f"{sharpness_ratio(rgb, real, m).median().item():.3f}"
+    return out
+
+
+@torch.no_grad()
+def make_preview_hr(model: SwapModel, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Refined preview at the refiners' size: columns A, A>B for each of `a`'s faces, then B, B>A.
+
+    `a`, `b`: `(N, 3, S, S)` uint8 held-out faces. Returns `(H, W, 3)` uint8. The real faces are the
+    S-px ones upscaled: what the refiner starts from, beside what it makes."""
+    up = lambda x: torch.nn.functional.interpolate(x, size=model.out_size, mode="bicubic", align_corners=False).clamp(0, 1)  # noqa: E731
+    fa, fb = a.float() / 255, b.float() / 255
+    rows = [torch.cat([up(fa), model.swap(fa, "a2b", refine=True)[0].float()], 3),
+            torch.cat([up(fb), model.swap(fb, "b2a", refine=True)[0].float()], 3)]
+    grid = torch.cat([torch.cat(list(r), 1) for r in rows], 2)  # (3, N*H, 4*H)
+    return (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu()
 
 
 @torch.no_grad()
@@ -407,11 +452,22 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
 
     # Everything that can fail on bad input happens before the first write.
     old_config, ckpt = _inspect_model_dir(model_dir, cfg)
+    if cfg.init is not None and ckpt is not None:
+        raise FaceswapError(f"--init starts a new model, but {model_dir} already holds one: resume it without --init, "
+                            f"or pass --overwrite to replace it")
     if rank == 0 and model_dir.is_dir():  # also when there is nothing to train: a kill's leftovers are never useful
         _remove_stale_temps(model_dir)
     budget = int(cfg.max_memory_gb * 2**30) // 2
-    faces_a = load_faces(cfg.faces_a, preset.size, cfg.val_fraction, budget, "A")
-    faces_b = load_faces(cfg.faces_b, preset.size, cfg.val_fraction, budget, "B")
+    if old_config:
+        refine = int(old_config.get("refine", 0))
+    elif cfg.refine is not None:
+        refine = cfg.refine
+    else:
+        sides = [face_side(cfg.faces_a), face_side(cfg.faces_b)]
+        refine = default_factor(preset.size, min(sides)) if None not in sides else 0
+    hires = preset.size * refine if refine else 0
+    faces_a = load_faces(cfg.faces_a, preset.size, cfg.val_fraction, budget, "A", hires)
+    faces_b = load_faces(cfg.faces_b, preset.size, cfg.val_fraction, budget, "B", hires)
     if faces_a.coverage != faces_b.coverage:
         raise FaceswapError(f"A faces have coverage {faces_a.coverage!r} but B faces {faces_b.coverage!r}; extract both with one --coverage")
     coverage = faces_a.coverage
@@ -425,7 +481,9 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
         dist.barrier()  # every rank has inspected the dir before rank 0 writes to it
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    model = build_model(preset, coverage, cfg.learn_mask)
+    model = build_model(preset, coverage, cfg.learn_mask, refine)
+    fingerprints = {"a": faces_fingerprint(cfg.faces_a), "b": faces_fingerprint(cfg.faces_b)}
+    init_line = init_from(model, Path(cfg.init), fingerprints).line() if cfg.init is not None else None
     lr = cfg.lr if cfg.lr is not None else preset.lr
     if ckpt is not None:
         try:
@@ -467,7 +525,10 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
     masks = torch.cat([template_face_mask(preset.size, coverage), template_eye_mouth_mask(preset.size, coverage)]).to(device)
     augment = Augmenter(preset.size, masks, cfg.augment)
     train_a, train_b = faces_a.train.to(device), faces_b.train.to(device)
+    train_hr = {"a": faces_a.train_hr, "b": faces_b.train_hr} if refine else {}  # stay on the CPU: only PATCHES are sent per step
     val = {"a": _eval_faces(faces_a.held_out, VAL_FACES).to(device), "b": _eval_faces(faces_b.held_out, VAL_FACES).to(device)}
+    val_hr = {k: (_eval_faces(f.held_out, VAL_FACES_HR).to(device), _eval_faces(f.held_out_hr, VAL_FACES_HR).to(device))
+              for k, f in (("a", faces_a), ("b", faces_b)) if refine and len(f.held_out)}
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     if scaler and ckpt is not None and ckpt.train_meta.get("scaler"):
@@ -481,7 +542,9 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
     train_json = {**cfg.to_json(), "batch_size_used": batch, "lr_used": lr, "device": str(device), "precision_used": precision,
                   "threads_used": torch.get_num_threads(), "world_size": world, "torch": torch.__version__,
                   "faces": {k: {"folder": str(f.folder.resolve()), "train": len(f.train), "held_out": len(f.held_out),
-                                "cache_bytes": f.nbytes, "notes": f.notes} for k, f in (("a", faces_a), ("b", faces_b))}}
+                                "cache_bytes": f.nbytes, "notes": f.notes, "fingerprint": fingerprints[k]}
+                            for k, f in (("a", faces_a), ("b", faces_b))},
+                  "init_from": init_line}
     if rank == 0:
         model_dir.mkdir(parents=True, exist_ok=True)
         (model_dir / "previews").mkdir(exist_ok=True)
@@ -500,6 +563,14 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
             console.print(f"[yellow]Note:[/] {ident}: {note}")
     console.print(f"device {device}, {precision}, batch {batch} + {batch}" + (f" on each of {world} ranks" if world > 1 else "")
                   + f", loss {cfg.loss}, lr {lr:g}" + (f", resuming at iteration {start}" if start else ""))
+    if init_line:
+        console.print(init_line[0].upper() + init_line[1:])
+    if refine:
+        console.print(f"refiners: {preset.size} -> {preset.size * refine} px, trained on {PATCHES} patches of each identity "
+                      f"per step (faces loaded at {hires} px)")
+    elif cfg.refine is None and not old_config:
+        console.print(f"[yellow]Note:[/] no refiner: the faces are smaller than {2 * preset.size} px, so convert pastes "
+                      f"{preset.size} px faces (extract with a larger --size for sharper swaps)")
 
     log_path = model_dir / "log.csv"
     log_rows = _read_log(log_path, start) if rank == 0 else []
@@ -556,6 +627,11 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
         model.train()
         _write_png(model_dir / "previews" / f"{it:07d}.png", grid)
         _write_png(model_dir / "preview.png", grid)
+        if refine:
+            model.eval()
+            hr = make_preview_hr(model, _eval_faces(faces_a.held_out, 4).to(device), _eval_faces(faces_b.held_out, 4).to(device))
+            model.train()
+            _write_png(model_dir / "preview_hr.png", hr)
 
     if ckpt is None:
         save(0, 0.0)  # from here on the dir always holds a loadable model
@@ -590,19 +666,30 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
                 stopped = reasons[0]
                 break
 
-            xa, ya, ma = augment(sample_batch(train_a, batch, gen), gen)
-            xb, yb, mb = augment(sample_batch(train_b, batch, gen), gen)
+            idx_a, idx_b = sample_indices(len(train_a), batch, gen), sample_indices(len(train_b), batch, gen)
+            xa, ya, ma, draw_a = augment.augment(train_a[idx_a.to(train_a.device)], gen)
+            xb, yb, mb, draw_b = augment.augment(train_b[idx_b.to(train_b.device)], gen)
+            patches = None
+            if refine:
+                k = min(PATCHES, batch)
+                patches = {"a": random_origins(k, preset.size, gen), "b": random_origins(k, preset.size, gen)}
             with autocast():
-                out_a, out_b = step_model(xa, xb)
-            loss_a = training_loss(out_a.float(), ya, ma, cfg.loss, cfg.eye_mouth_weight)
-            loss_b = training_loss(out_b.float(), yb, mb, cfg.loss, cfg.eye_mouth_weight)
+                outs = step_model(xa, xb, patches)
+            loss_a = training_loss(outs[0].float(), ya, ma, cfg.loss, cfg.eye_mouth_weight)
+            loss_b = training_loss(outs[1].float(), yb, mb, cfg.loss, cfg.eye_mouth_weight)
+            total = loss_a + loss_b
+            if refine:
+                for ident, idx, draw, m, pred in (("a", idx_a, draw_a, ma, outs[2]), ("b", idx_b, draw_b, mb, outs[3])):
+                    y0, x0 = patches[ident]
+                    target = augment.hires_patches(train_hr[ident][idx[:k].cpu()].to(device), draw, y0, x0, patch_side(preset.size))
+                    total = total + refiner_loss(pred.float(), target, m[:k, :1], y0, x0, patch_side(preset.size))
             opt.zero_grad(set_to_none=True)
             if scaler:
-                scaler.scale(loss_a + loss_b).backward()
+                scaler.scale(total).backward()
                 scaler.step(opt)
                 scaler.update()
             else:
-                (loss_a + loss_b).backward()
+                total.backward()
                 opt.step()
             it += 1
             if threads is not None:
@@ -618,12 +705,13 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
             if it % cfg.log_every == 0 and rank == 0:
                 model.eval()
                 val_loss, val_ssim = evaluate(model, val, masks, cfg)
+                val_hr_figures = evaluate_refiners(model, val_hr, masks) if refine else {}
                 model.train()
                 la, lb = (log_loss / log_it).tolist()
                 log_rows.append({"iteration": it, "elapsed_s": f"{elapsed_before + now - t0:.1f}", "loss_a": f"{la:.5f}", "loss_b": f"{lb:.5f}",
                                  "val_loss_a": f"{val_loss.get('a', math.nan):.5f}", "val_loss_b": f"{val_loss.get('b', math.nan):.5f}",
                                  "val_ssim_a": f"{val_ssim.get('a', math.nan):.4f}", "val_ssim_b": f"{val_ssim.get('b', math.nan):.4f}",
-                                 "eg_per_s": f"{2 * batch * world * log_it / (now - log_t):.1f}"})
+                                 "eg_per_s": f"{2 * batch * world * log_it / (now - log_t):.1f}", **val_hr_figures})
                 log_t, log_it, log_loss = time.perf_counter(), 0, torch.zeros(2, device=device)
             if now - win_t > 1.0 and rank == 0:  # the live line, about once a second (.tolist() syncs a GPU)
                 la, lb = (win_loss / win_it).tolist()

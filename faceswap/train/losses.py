@@ -64,3 +64,33 @@ def face_ssim(pred: torch.Tensor, target: torch.Tensor, face_mask: torch.Tensor)
     ssim = kornia.metrics.ssim(pred, target, 11, padding="same").mean(1, keepdim=True)
     m = face_mask.expand_as(ssim)
     return (ssim * m).sum((1, 2, 3)) / m.sum((1, 2, 3)).clamp_min(1e-6)
+
+
+def refiner_loss(pred: torch.Tensor, target: torch.Tensor, face_mask: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor,
+                 patch: int) -> torch.Tensor:
+    """L1 + DSSIM of refined patches `(k, 3, R*P, R*P)` against their hi-res targets, weighted by the
+    template face mask `(k, 1, S, S)` (of the low-res targets) cut at the same corners and upscaled.
+
+    L1 + SSIM rather than SSIM alone: at 4x the side, SSIM's window sees skin texture, and L1 keeps
+    the colours of flat regions that SSIM leaves free."""
+    from faceswap.model.refiner import crop_patches
+
+    r = pred.shape[-1] // patch
+    m = torch.nn.functional.interpolate(crop_patches(face_mask, y0, x0, patch), scale_factor=r, mode="nearest")
+    w = BACKGROUND + (1 - BACKGROUND) * m
+    return reconstruction_loss(pred, target, w / w.mean((1, 2, 3), keepdim=True), "l1+ssim")
+
+
+@torch.no_grad()
+def sharpness_ratio(pred: torch.Tensor, target: torch.Tensor, face_mask: torch.Tensor) -> torch.Tensor:
+    """Variance of the Laplacian of the grey image inside `face_mask`, `pred` / `target`, per image:
+    `(B, 3, S, S)` x2, `(B|1, 1, S, S)` -> `(B,)`. 1 = as sharp as the real face (bench/quality.py's
+    sharpness figure, on aligned crops)."""
+    def lap_var(x):
+        grey = kornia.color.rgb_to_grayscale(x.float())
+        lap = kornia.filters.laplacian(grey, 3)
+        m = face_mask.expand_as(lap)
+        mean = (lap * m).sum((1, 2, 3)) / m.sum((1, 2, 3)).clamp_min(1e-6)
+        return ((lap - mean[:, None, None, None]) ** 2 * m).sum((1, 2, 3)) / m.sum((1, 2, 3)).clamp_min(1e-6)
+
+    return lap_var(pred) / lap_var(target).clamp_min(1e-12)
