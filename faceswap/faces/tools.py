@@ -354,12 +354,35 @@ def _align_photo(image: np.ndarray, landmarks: np.ndarray, size: int = 256) -> t
     return crop, landmarks @ mk[:, :2].T + mk[:, 2]
 
 
-def majority_centroid(descs: np.ndarray, threshold: float) -> tuple[np.ndarray, float]:
-    """Centroid `(128,)` of the folder's largest person (dlib's Chinese-whispers clusters at
-    `threshold`) and that person's share of the faces."""
-    import dlib
+def _whispers(descs: np.ndarray, threshold: float, rounds: int = 20) -> np.ndarray:
+    """Chinese-whispers clusters of descriptors `(N, D)`: faces closer than `threshold` are linked,
+    each face repeatedly takes the label most common among its links (a fixed, seeded order, so the
+    result is reproducible). numpy, not dlib's own: the clustering then works with any descriptor
+    (tests use a stand-in) and needs no optional package. Dense links: fine to a few thousand faces."""
+    n = len(descs)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    sq = (descs * descs).sum(1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * descs @ descs.T, 0)
+    links = d2 < threshold * threshold
+    labels = np.arange(n)
+    order = np.random.default_rng(0).permutation(n)
+    for _ in range(rounds):
+        changed = False
+        for i in order:
+            nb = labels[links[i]]
+            best = np.bincount(nb).argmax()
+            if best != labels[i]:
+                labels[i], changed = best, True
+        if not changed:
+            break
+    return np.unique(labels, return_inverse=True)[1]
 
-    labels = np.asarray(dlib.chinese_whispers_clustering([dlib.vector(d.astype(float).tolist()) for d in descs], threshold))
+
+def majority_centroid(descs: np.ndarray, threshold: float) -> tuple[np.ndarray, float]:
+    """Centroid `(128,)` of the folder's largest person (Chinese-whispers clusters at `threshold`)
+    and that person's share of the faces."""
+    labels = _whispers(descs, threshold)
     counts = np.bincount(labels)
     big = int(np.argmax(counts))
     return descs[labels == big].mean(0), float(counts[big] / len(descs))
@@ -367,9 +390,7 @@ def majority_centroid(descs: np.ndarray, threshold: float) -> tuple[np.ndarray, 
 
 def cluster_people(descs: np.ndarray, threshold: float) -> np.ndarray:
     """Person labels `(N,)` by Chinese whispers, numbered from the largest person down."""
-    import dlib
-
-    labels = np.asarray(dlib.chinese_whispers_clustering([dlib.vector(d.astype(float).tolist()) for d in descs], threshold))
+    labels = _whispers(descs, threshold)
     order = np.argsort(-np.bincount(labels), kind="stable")
     return np.argsort(order)[labels]
 
