@@ -1,7 +1,7 @@
 """Training speed on this machine: EG/s and achieved GFLOP/s per preset, against a naive loop and matmul peak.
 
     python bench/train.py            # every preset, ~5 min on a 2-core CPU
-    python bench/train.py --quick    # fewer steps, hq skipped, ~2 min
+    python bench/train.py --quick    # fewer steps, the GPU presets (hq, hd) skipped, ~2 min per ISA
     python bench/train.py --compile  # also time torch.compile (slow to start)
     python bench/train.py --device cuda --quick   # on a GPU (bf16 where the GPU has it)
     python bench/train.py --isa native            # one ISA only (default: native and AVX2 emulation)
@@ -211,7 +211,7 @@ def adam_step_seconds(fused: bool) -> float:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer steps and no hq (about 2 minutes)")
+    ap.add_argument("--quick", action="store_true", help="fewer steps and no GPU presets (hq, hd) (about 2 minutes per ISA)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile on lite")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for every row (default: torch's default)")
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or auto; every row runs there")
@@ -235,7 +235,7 @@ def main():
     peaks = [matmul_peak()]
     print(f"fp32 matmul peak (2048^3, best of 5): {peaks[0]:.0f} GFLOP/s")
 
-    presets = [p for p in PRESETS if not (args.quick and p == "hq")]
+    presets = [p for p in PRESETS if not (args.quick and p in ("hq", "hd"))]
     for name in presets:
         m = build_model(name)
         print(f"\n{name}: {count_parameters(m) / 1e6:.1f} M params, {forward_flops(m) / 1e9:.2f} GFLOP forward per example", flush=True)
@@ -245,7 +245,7 @@ def main():
             variants.append(("fp32", True))
         stepper = {f"{precision}{' channels_last' if cl else ''}": OurStep(name, precision, channels_last=cl) for precision, cl in variants}
         flops = train_flops_per_example(next(iter(stepper.values())))
-        sec = interleaved(stepper, *((2, 1) if name == "hq" else (steps, warmup)))
+        sec = interleaved(stepper, *((2, 1) if name in ("hq", "hd") else (steps, warmup)))
         for label, step in stepper.items():
             aug = time_steps(step.augment, 5, 1)
             egs = 2 * BATCH / sec[label]
