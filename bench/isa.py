@@ -65,21 +65,26 @@ def capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-def matmul_peak(n: int = 2048, tries: int = 5, threads: int | None = None) -> float:
-    """Best GFLOP/s of `n`^3 fp32 matmuls on the CPU (best of `tries` x 3, as other load only lowers it)."""
+def matmul_peak(n: int = 2048, tries: int = 5, threads: int | None = None, device="cpu") -> float:
+    """Best GFLOP/s of `n`^3 fp32 matmuls on `device` (best of `tries` x 3, as other load only lowers it).
+    The one peak every bench uses (bench/train.py passes its device, so a GPU's is timed synchronised)."""
     import torch
 
+    device = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
         a @ b
         best = 0.0
         for _ in range(tries):
+            sync()
             t = time.perf_counter()
             for _ in range(3):
                 a @ b
+            sync()
             best = max(best, 3 * 2 * n**3 / (time.perf_counter() - t) / 1e9)
         return best
     finally:

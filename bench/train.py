@@ -54,19 +54,9 @@ def sync() -> None:
         torch.cuda.synchronize(DEVICE)
 
 
-def matmul_peak(n: int = 2048, tries: int = 5, dtype=torch.float32) -> float:
-    """Best GFLOP/s of n^3 matmuls (best of `tries`, because other load only ever lowers it)."""
-    a, b = torch.randn(n, n, dtype=dtype, device=DEVICE), torch.randn(n, n, dtype=dtype, device=DEVICE)
-    a @ b
-    best = 0.0
-    for _ in range(tries):
-        sync()
-        t = time.perf_counter()
-        for _ in range(3):
-            a @ b
-        sync()
-        best = max(best, 3 * 2 * n**3 / (time.perf_counter() - t) / 1e9)
-    return best
+def matmul_peak() -> float:
+    """fp32 matmul peak of this run's device (`isa.matmul_peak`)."""
+    return isa.matmul_peak(device=DEVICE)
 
 
 def synthetic_faces(n: int, size: int, seed: int) -> torch.Tensor:

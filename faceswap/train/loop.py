@@ -524,6 +524,7 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
 
     masks = torch.cat([template_face_mask(preset.size, coverage), template_eye_mouth_mask(preset.size, coverage)]).to(device)
     augment = Augmenter(preset.size, masks, cfg.augment)
+    side = patch_side(preset.size)  # refiner training patches, in model px
     train_a, train_b = faces_a.train.to(device), faces_b.train.to(device)
     train_hr = {"a": faces_a.train_hr, "b": faces_b.train_hr} if refine else {}  # stay on the CPU: only PATCHES are sent per step
     val = {"a": _eval_faces(faces_a.held_out, VAL_FACES).to(device), "b": _eval_faces(faces_b.held_out, VAL_FACES).to(device)}
@@ -681,8 +682,8 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
             if refine:
                 for ident, idx, draw, m, pred in (("a", idx_a, draw_a, ma, outs[2]), ("b", idx_b, draw_b, mb, outs[3])):
                     y0, x0 = patches[ident]
-                    target = augment.hires_patches(train_hr[ident][idx[:k].cpu()].to(device), draw, y0, x0, patch_side(preset.size))
-                    total = total + refiner_loss(pred.float(), target, m[:k, :1], y0, x0, patch_side(preset.size))
+                    target = augment.hires_patches(train_hr[ident][idx[:k].cpu()].to(device), draw, y0, x0, side)
+                    total = total + refiner_loss(pred.float(), target, m[:k, :1], y0, x0, side)
             opt.zero_grad(set_to_none=True)
             if scaler:
                 scaler.scale(total).backward()
