@@ -16,6 +16,7 @@ from faceswap import __version__
 from faceswap.cli_common import OneLineErrorGroup, debug_option, report as _report
 from faceswap.errors import FaceswapError
 from faceswap.faces.coverage import COVERAGES, DEFAULT_COVERAGE
+from faceswap.choices import MASK_SOURCES
 
 # Frames are decoded a batch at a time into one array: 1024 frames of 1080p are 6 GiB; a batch of
 # 100000 asked numpy for terabytes (a traceback from the decoder thread).
@@ -134,6 +135,38 @@ def train(faces_a, faces_b, model_dir, preset, learn_mask, refine, init, batch_s
         augment=AugmentConfig(warp=warp)))
 
 
+@main.command("train-occlusion")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--a", "faces_a", type=click.Path(path_type=Path), default=None, help="Faces of A (default: the folder the model was trained on).")
+@click.option("--b", "faces_b", type=click.Path(path_type=Path), default=None, help="Faces of B (default: the folder the model was trained on).")
+@click.option("--minutes", type=float, default=15.0, show_default=True, help="Stop (and save) after this many minutes.")
+@click.option("--iterations", type=click.IntRange(min=1), default=None, help="Total iterations to reach instead (a continued net keeps its count).")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--save-every", default=250, show_default=True, type=click.IntRange(min=1), help="Validate and save every N iterations.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: what other jobs leave free).")
+@click.option("--overwrite", is_flag=True, help="Start a new occlusion net instead of continuing the saved one.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@debug_option
+def train_occlusion(model_dir, faces_a, faces_b, minutes, iterations, batch_size, save_every, seed, device, threads, overwrite, quiet):
+    """Train MODEL_DIR's occlusion net: what passes in front of the face (hands, objects, hair,
+    glasses frames) stays in front of the swap (convert --mask occlusion).
+
+    Self-supervised: synthetic occluders are pasted over the model's own training faces, no labels
+    needed. Ctrl-C stops with a save; running again continues the saved net.
+    """
+    from rich.console import Console
+
+    from faceswap.train.occlusion import OcclusionTrainConfig, train_occlusion as run
+
+    console = Console(stderr=True)
+    summary = run(OcclusionTrainConfig(model_dir=model_dir, faces_a=faces_a, faces_b=faces_b, minutes=None if iterations else minutes,
+                                       iterations=iterations, batch_size=batch_size, save_every=save_every, seed=seed,
+                                       device=device, threads=threads, overwrite=overwrite), console, show_progress=not quiet)
+    console.print(f"occlusion net saved in {model_dir}: {summary.line()}")
+
+
 
 # --- convert ---
 @main.command()
@@ -145,9 +178,11 @@ def train(faces_a, faces_b, model_dir, preset, learn_mask, refine, init, batch_s
               help="alignments.json from faceswap extract of this video: reuse its faces instead of detecting again.")
 @click.option("--direction", type=click.Choice(["a2b", "b2a"]), default="a2b", show_default=True,
               help="a2b: the faces in INPUT are A's and become B; b2a the other way.")
-@click.option("--mask", type=click.Choice(["auto", "template", "landmarks", "learned"]), default="auto", show_default=True,
+@click.option("--mask", type=click.Choice(list(MASK_SOURCES)), default="auto", show_default=True,
               help="Paste mask: landmarks = the template face ellipse narrowed on the far side of a turned head; "
-                   "template = the plain ellipse; learned = the model's own; auto = learned when the model has one, else landmarks.")
+                   "template = the plain ellipse; learned = the model's own; occlusion = landmarks minus what the "
+                   "model's occlusion net (faceswap train-occlusion) sees in front of the face; "
+                   "auto = learned when the model has one, else landmarks.")
 @click.option("--mask-erode", default=0.0, show_default=True, type=click.FloatRange(-50, 50),
               help="Shrink (+) or grow (-) the mask, percent of the face crop.")
 @click.option("--mask-blur", default=0.0, show_default=True, type=click.FloatRange(0, 50),

@@ -135,4 +135,22 @@ def paste_faces(frames: list[np.ndarray], owners: list[int], faces: torch.Tensor
     composite(frames, owners, warp_back(faces, masks, matrices, boxes), boxes, mode)
 
 
-__all__ = ["BLEND_MODES", "composite", "mask_support", "paste_faces", "paste_regions", "warp_back"]
+def paste_alphas(frame_size: tuple[int, int], n_frames: int, owners: list[int], masks: torch.Tensor,
+                 matrices: torch.Tensor) -> list[np.ndarray]:
+    """Where the faces were pasted, per frame: `(H, W)` float32 alpha in [0, 1] (the union
+    1 - prod(1 - mask_i) of the frame's faces; zeros without a face). For benches and tests: the
+    same warp as `paste_faces`, applied to the masks alone."""
+    out = [np.zeros(frame_size, np.float32) for _ in range(n_frames)]
+    if len(owners) == 0:
+        return out
+    boxes = paste_regions(matrices, mask_support(masks), frame_size)
+    warped = warp_back(torch.zeros(len(owners), 3, *masks.shape[-2:]), masks, matrices, boxes)[:, 3].cpu().numpy()
+    for i, (owner, box) in enumerate(zip(owners, boxes)):
+        x0, y0, x1, y1 = (int(v) for v in box)
+        if x1 > x0 and y1 > y0:
+            region = out[owner][y0:y1, x0:x1]
+            region[:] = 1.0 - (1.0 - region) * (1.0 - np.clip(warped[i, : y1 - y0, : x1 - x0], 0, 1))
+    return out
+
+
+__all__ = ["BLEND_MODES", "composite", "mask_support", "paste_alphas", "paste_faces", "paste_regions", "warp_back"]

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from faceswap.convert.blend import BLEND_MODES, paste_faces
+from faceswap.convert.blend import BLEND_MODES, paste_alphas, paste_faces
 from faceswap.convert.color import COLOR_MODES, DEFAULT_COLOR, transfer_color
 from faceswap.convert.detail import DEFAULT_STRENGTH as DEFAULT_DETAIL
 from faceswap.convert.detail import transfer_detail
@@ -48,6 +48,7 @@ from faceswap.atomic import atomic_write_bytes
 from faceswap.faces.store import Alignments, file_fingerprint, list_images, png_chunk, read_face_png
 from faceswap.errors import NoSpaceError, write_failure
 from faceswap.lock import OutputLock
+from faceswap.model.occlusion import load_occlusion, occlusion_probs
 from faceswap.provenance import container_tags, finish_output, mark_faces, payload_bits
 from faceswap.video import FrameReader, VideoWriter, probe
 
@@ -185,7 +186,15 @@ class FaceSwapper:
         self.learned = model.learn_mask and config.mask in ("auto", "learned")
         # auto without a learned mask: the template ellipse narrowed on the far side of a turned head
         # (`convert.mask.landmark_face_masks`), so the decoder's background beside the cheek is not pasted.
-        self.follow_landmarks = config.mask in ("auto", "landmarks")
+        self.follow_landmarks = config.mask in ("auto", "landmarks", "occlusion")
+        # --mask occlusion: the landmark-following mask minus what the model dir's occlusion net
+        # (`model.occlusion`, `faceswap train-occlusion`) flags as in front of the source's face.
+        self.occlusion = None
+        if config.mask == "occlusion":
+            self.occlusion, info = load_occlusion(config.model_dir, device)
+            if info.coverage != self.coverage:
+                raise FaceswapError(f"the occlusion net in {config.model_dir} is for {info.coverage!r} crops, the model "
+                                    f"for {self.coverage!r}: train it again with `faceswap train-occlusion --overwrite`")
         self.precision = resolve_precision(config.precision, device)
         face_masks(1, self.size, self.coverage, config.mask_erode, config.mask_blur)  # range check before any work
 
@@ -217,16 +226,21 @@ class FaceSwapper:
             out[faces] = warp_faces(t[pick], m.to(self.device), size_out)
         return out
 
-    def swap(self, frames: list[np.ndarray], landmarks: list[list[np.ndarray]]) -> list[np.ndarray]:
+    def swap(self, frames: list[np.ndarray], landmarks: list[list[np.ndarray]],
+             alphas: list[np.ndarray] | None = None) -> list[np.ndarray]:
         """Swap every face.
 
         Args:
             frames: `(H, W, 3)` uint8 RGB images (sizes may differ).
             landmarks: per frame, its faces' `(5, 2)` landmarks in frame pixels.
+            alphas: when a list is given, it is filled with each frame's `(H, W)` float32 paste
+                alpha (`convert.blend.paste_alphas`: where the swap replaced the frame), for benches.
         Returns:
             the frames, new arrays where a face was pasted, the very same arrays elsewhere.
         """
         owners = [i for i, faces in enumerate(landmarks) for _ in faces]
+        if alphas is not None:
+            alphas[:] = [np.zeros(f.shape[:2], np.float32) for f in frames]
         if not owners:
             return list(frames)
         cfg = self.config
@@ -242,17 +256,25 @@ class FaceSwapper:
                 else:
                     originals = crops
             with self.timer("model"), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                faces, learned = self.model.swap(crops, cfg.direction, refine=self.refine)
+                if self.occlusion is not None:
+                    faces, learned, recon = self.model.swap_and_reconstruct(crops, cfg.direction, refine=self.refine)
+                else:
+                    faces, learned = self.model.swap(crops, cfg.direction, refine=self.refine)
             faces = faces.float()
             if faces.shape[-1] != self.out_size:
                 faces = F.interpolate(faces, size=self.out_size, mode="bicubic", align_corners=False).clamp(0, 1)
             learned = learned.float() if learned is not None else None
+            occluded = None
+            if self.occlusion is not None:
+                with self.timer("model"):
+                    occluded = occlusion_probs(self.occlusion, originals, recon, self.occlusion.size)
             if learned is not None and self.out_size != self.size:
                 learned = F.interpolate(learned, size=self.out_size, mode="bilinear", align_corners=False)
             with self.timer("colour/blend"):
                 masks = face_masks(len(owners), self.out_size, self.coverage, cfg.mask_erode, cfg.mask_blur,
                                    learned if self.learned else None, self.device,
-                                   landmarks=crop_landmarks(lms, matrices) if self.follow_landmarks else None)
+                                   landmarks=crop_landmarks(lms, matrices) if self.follow_landmarks else None,
+                                   occlusion=occluded)
                 faces = transfer_color(faces, originals, masks, cfg.color)
                 faces = transfer_detail(faces, originals, self.out_size / self.size, cfg.detail)
                 by_shape: dict[tuple, list[int]] = {}
@@ -260,6 +282,11 @@ class FaceSwapper:
                     by_shape.setdefault(frames[o].shape, []).append(i)
                 for idx in by_shape.values():
                     paste_faces(out, [owners[i] for i in idx], faces[idx].cpu(), masks[idx].cpu(), matrices[idx], cfg.blend)
+                    if alphas is not None:
+                        shown = paste_alphas(frames[owners[idx[0]]].shape[:2], len(frames), [owners[i] for i in idx],
+                                             masks[idx].cpu(), matrices[idx])
+                        for o in {owners[i] for i in idx}:
+                            alphas[o] = shown[o]
                     # Provenance layer 2: the invisible mark in every pasted face, no opt-out.
                     mark_faces(out, [owners[i] for i in idx], masks[idx].cpu(), matrices[idx], self.watermark_bits)
         return out

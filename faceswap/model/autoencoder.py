@@ -238,6 +238,20 @@ class SwapModel(nn.Module):
             rgb = self.refiners[DIRECTIONS[direction]](rgb)
         return rgb, mask
 
+    @torch.no_grad()
+    def swap_and_reconstruct(self, faces: torch.Tensor, direction: str, refine: bool = False
+                             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """`swap`, plus the source identity's own reconstruction of the faces `(B, 3, size, size)`
+        from the same encoding (what the occlusion net compares the source with)."""
+        if direction not in DIRECTIONS:
+            raise FaceswapError(f"unknown swap direction {direction!r} (use 'a2b' or 'b2a')")
+        target = DIRECTIONS[direction]
+        code = self.encoder(self._prepare(faces))
+        out = self.decoders[target](code)
+        recon = self.decoders["a" if target == "b" else "b"](code)[:, :3]
+        rgb = self.refiners[target](out[:, :3]) if refine and self.refine else out[:, :3]
+        return rgb, (out[:, 3:4] if self.learn_mask else None), recon
+
     def describe(self) -> dict:
         """What `config.json` records about the architecture."""
         return {"preset": self.preset.name, "size": self.size, "coverage": self.coverage,
