@@ -265,7 +265,7 @@ class FaceSwapper:
                 faces = F.interpolate(faces, size=self.out_size, mode="bicubic", align_corners=False).clamp(0, 1)
             learned = learned.float() if learned is not None else None
             occluded = None
-            if self.occlusion is not None:
+            if self.occlusion is not None:  # outside the autocast: fp32, as it was trained
                 with self.timer("model"):
                     occluded = occlusion_probs(self.occlusion, originals, recon, self.occlusion.size)
             if learned is not None and self.out_size != self.size:

@@ -224,6 +224,17 @@ class SwapModel(nn.Module):
         out = self.decoders[identity](self.encoder(self._prepare(faces)))
         return out[:, :3], (out[:, 3:4] if self.learn_mask else None)
 
+    def _target(self, direction: str) -> str:
+        if direction not in DIRECTIONS:
+            raise FaceswapError(f"unknown swap direction {direction!r} (use 'a2b' or 'b2a')")
+        return DIRECTIONS[direction]
+
+    def _render(self, code: torch.Tensor, target: str, refine: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """An encoding through `target`'s decoder (and refiner, with `refine`): images and learned mask."""
+        out = self.decoders[target](code)
+        rgb = self.refiners[target](out[:, :3]) if refine and self.refine else out[:, :3]
+        return rgb, (out[:, 3:4] if self.learn_mask else None)
+
     @torch.no_grad()
     def swap(self, faces: torch.Tensor, direction: str, refine: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``"a2b"``: faces of A rendered as B (encode, decode with B); ``"b2a"`` the other way.
@@ -231,26 +242,18 @@ class SwapModel(nn.Module):
         Same shapes as `reconstruct`; with `refine` (and refiners) the images are `(B, 3, out_size,
         out_size)` from the target identity's refiner (the mask stays at `size`).
         """
-        if direction not in DIRECTIONS:
-            raise FaceswapError(f"unknown swap direction {direction!r} (use 'a2b' or 'b2a')")
-        rgb, mask = self.reconstruct(faces, DIRECTIONS[direction])
-        if refine and self.refine:
-            rgb = self.refiners[DIRECTIONS[direction]](rgb)
-        return rgb, mask
+        target = self._target(direction)
+        return self._render(self.encoder(self._prepare(faces)), target, refine)
 
     @torch.no_grad()
     def swap_and_reconstruct(self, faces: torch.Tensor, direction: str, refine: bool = False
                              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """`swap`, plus the source identity's own reconstruction of the faces `(B, 3, size, size)`
         from the same encoding (what the occlusion net compares the source with)."""
-        if direction not in DIRECTIONS:
-            raise FaceswapError(f"unknown swap direction {direction!r} (use 'a2b' or 'b2a')")
-        target = DIRECTIONS[direction]
+        target = self._target(direction)
         code = self.encoder(self._prepare(faces))
-        out = self.decoders[target](code)
-        recon = self.decoders["a" if target == "b" else "b"](code)[:, :3]
-        rgb = self.refiners[target](out[:, :3]) if refine and self.refine else out[:, :3]
-        return rgb, (out[:, 3:4] if self.learn_mask else None), recon
+        rgb, mask = self._render(code, target, refine)
+        return rgb, mask, self.decoders["a" if target == "b" else "b"](code)[:, :3]
 
     def describe(self) -> dict:
         """What `config.json` records about the architecture."""

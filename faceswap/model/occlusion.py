@@ -167,16 +167,9 @@ def load_occlusion(model_dir: str | Path, device: str | torch.device = "cpu") ->
 
 
 def forward_flops(net: OcclusionNet, size: int = SIZE) -> int:
-    """Multiply-adds x 2 of one `size` px forward pass (convolutions only)."""
-    flops = 0
+    """FLOPs (2 per multiply-add) of one `size` px forward pass, as `model.autoencoder.forward_flops` counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def hook(mod, inp, out):
-        nonlocal flops
-        flops += 2 * out.numel() * mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1] // out.shape[0]
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
-    with torch.no_grad():
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
         net(torch.zeros(1, IN_CHANNELS, size, size))
-    for h in handles:
-        h.remove()
-    return flops
+    return int(fc.get_total_flops())

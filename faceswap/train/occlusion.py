@@ -95,20 +95,20 @@ def reconstruct(model, faces: torch.Tensor, identities: torch.Tensor) -> torch.T
     return out
 
 
-def validate(net: OcclusionNet, faces: torch.Tensor, region: torch.Tensor, coverage: str, model=None,
+def validate(net: OcclusionNet, faces: torch.Tensor, region: torch.Tensor, coverage: str, model,
              identities: torch.Tensor | None = None, seed: int = 1234) -> tuple[float, float]:
     """Mean IoU (inside `region`, at p = 0.5) on `faces` `(N, 3, S, S)` float with a fixed draw of
     occluders, and the mean share flagged on the faces the draw left clear. Deterministic.
-    `model` (with each face's `identities`) supplies the reconstructions; None: the faces themselves
-    (no reconstruction evidence, for tests of the net alone)."""
+    The swap `model` reconstructs each face with its identity's decoder (`identities`: 0 = a,
+    1 = b; default all a)."""
     gen = torch.Generator().manual_seed(seed)
     x, alpha = occlude(faces, gen, coverage)
     ids = identities if identities is not None else torch.zeros(len(x), dtype=torch.long)
     was = net.training
     net.eval()
     with torch.no_grad():
-        p = torch.cat([occlusion_probs(net, x[i : i + 16], x[i : i + 16] if model is None else reconstruct(model, x[i : i + 16], ids[i : i + 16]),
-                                       x.shape[-1]) for i in range(0, len(x), 16)])
+        p = torch.cat([occlusion_probs(net, x[i : i + 16], reconstruct(model, x[i : i + 16], ids[i : i + 16]), x.shape[-1])
+                       for i in range(0, len(x), 16)])
     net.train(was)
     pred, truth = (p > 0.5) & region, (alpha > 0.5) & region
     has = truth.flatten(1).any(1)
