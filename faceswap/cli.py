@@ -313,7 +313,7 @@ def _detect_errors(fn):
 def _face_source_options(f):
     """Options shared by the three detect commands: how faces are found in the inputs."""
     for opt in reversed([
-        click.option("--every", default=1, show_default=True, type=click.IntRange(min=1), help="Use every Nth frame of videos."),
+        click.option("--every", default=1, show_default=True, type=click.IntRange(min=1), help="Use every Nth frame of videos (of face folders: by the frame each face came from)."),
         click.option("--max-frames", default=None, type=click.IntRange(min=1), help="Read at most N frames of each video."),
         click.option("--aligned", is_flag=True, help="Take images without faceswap metadata as aligned face crops too."),
         click.option("--detect-size", default=256, show_default=True, type=click.IntRange(48, MAX_DETECT_SIZE), help="Face detection size (see extract)."),
@@ -397,25 +397,30 @@ def detect_score(inputs, detector_dir, model_dir, as_json, fpr, top_k, no_waterm
 @click.option("--fpr", default=0.01, show_default=True, type=click.FloatRange(0, 0.5, min_open=True), help="False-positive rate per real face.")
 @click.option("--size", default=128, show_default=True, type=click.IntRange(min=32), help="Face crop side the detector scores (multiple of 16).")
 @click.option("--iterations", default=600, show_default=True, type=click.IntRange(min=1), help="Training iterations of the one-class autoencoder.")
+@click.option("--blend-iterations", default=None, type=click.IntRange(min=1),
+              help="Training iterations of the blend net (S4: learns pasted faces made from the real ones)  [default: its config's]")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a detector already in OUTPUT.")
 @_face_source_options
 @debug_option
 @_detect_errors
-def detect_train(real, output, model_dir, fake, holdout, fpr, size, iterations, seed, overwrite, every, max_frames, aligned, detect_size,
+def detect_train(real, output, model_dir, fake, holdout, fpr, size, iterations, blend_iterations, seed, overwrite, every, max_frames, aligned, detect_size,
                  min_face, batch_size, device, threads, quiet):
     """Fit a detector: S2 and S3 on real faces, the fusion on held-out real faces and known swaps."""
     from faceswap.detect import DetectTrainConfig, run_detect_train
+    from faceswap.detect.blend import BlendConfig
     from faceswap.detect.oneclass import OneClassConfig
     from faceswap.faces.detect import DetectorConfig
     summary = run_detect_train(DetectTrainConfig(
         real=list(real), output=output, model_dir=model_dir, fake=list(fake), holdout=holdout, fpr=fpr, size=size,
-        oneclass=OneClassConfig(size=min(OneClassConfig.size, size), iterations=iterations, seed=seed), every=every,
+        oneclass=OneClassConfig(size=min(OneClassConfig.size, size), iterations=iterations, seed=seed),
+        blend=BlendConfig(seed=seed, **({"iterations": blend_iterations} if blend_iterations else {})), every=every,
         max_frames=max_frames, batch_size=batch_size, aligned=aligned, device=device, threads=threads, overwrite=overwrite,
         detector=DetectorConfig(detect_size=detect_size, min_face=min_face)), show_progress=not quiet)
     for warning in summary.warnings:
         click.echo(f"Warning: {warning}", err=True)
     click.echo(f"Done: {summary.line()} -> {output}")
+    click.echo(summary.calibration_line())
 
 
 @detect.command("eval")

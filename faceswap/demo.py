@@ -40,8 +40,8 @@ INSPECT_REPORT = "inspect.json"
 OUTPUT_NAMES = ("faces_a", "faces_b", "model", "detector", SWAPPED_NAME, DETECT_REPORT, INSPECT_REPORT, MARKER)
 QUICK_ITERATIONS = 40
 QUICK_B_EVERY = 3
-# The detector's one-class autoencoder: ~0.2 s CPU an iteration on one core (its default 1500 would
-# take 5 min); on the samples' simple faces 300 already separate the swaps (measured ROC-AUC 1.0).
+# The detector's one-class autoencoder and blend net: ~0.2 s CPU an iteration each on one core (their
+# defaults would take minutes); on the samples' simple faces 300 already separate the swaps (measured ROC-AUC 1.0).
 DETECTOR_ITERATIONS, QUICK_DETECTOR_ITERATIONS = 300, 50
 # 40 % of each clip's faces held out: 120 calibrate the 1 % FPR threshold, which needs >= 100.
 DETECTOR_HOLDOUT = 0.4
@@ -225,6 +225,7 @@ class _Stages:
     def train_detector(self) -> None:
         from faceswap.detect import DetectTrainConfig, run_detect_train
         from faceswap.detect.detector import WEIGHTS_NAME, read_detector
+        from faceswap.detect.blend import BlendConfig
         from faceswap.detect.oneclass import OneClassConfig
         from faceswap.model.autoencoder import model_id
 
@@ -237,7 +238,8 @@ class _Stages:
             iterations = QUICK_DETECTOR_ITERATIONS if self.config.quick else DETECTOR_ITERATIONS
             summary = run_detect_train(DetectTrainConfig(real=[self.out / "faces_a", self.out / "faces_b"], output=detdir,
                                                          model_dir=model_dir, holdout=DETECTOR_HOLDOUT,
-                                                         oneclass=OneClassConfig(iterations=iterations), device=self.config.device,
+                                                         oneclass=OneClassConfig(iterations=iterations),
+                                                         blend=BlendConfig(iterations=iterations), device=self.config.device,
                                                          overwrite=True), console=self.console)
             for warning in summary.warnings:
                 self.console.print(f"[yellow]Warning:[/] {warning}")

@@ -28,6 +28,7 @@ from click.testing import CliRunner
 from conftest import moving_photo_frames, photo_face
 from faceswap.cli import main
 from faceswap.detect import DetectTrainConfig, run_detect_train
+from faceswap.detect.blend import BlendConfig
 from faceswap.detect.oneclass import OneClassConfig
 from faceswap.faces.store import Alignments, file_fingerprint, write_face_png
 from faceswap.lock import LOCK_NAME, OutputLock, lock_file_for
@@ -123,7 +124,8 @@ def w(photo_clip, tmp_path_factory):
     d["alignments"] = json.loads((d["extracted"] / "alignments.json").read_text())
     d["detector"] = root / "detector"
     run_detect_train(DetectTrainConfig(real=[d["faces_a"], d["faces_b"]], output=d["detector"], size=32, holdout=0.4, device="cpu",
-                                       oneclass=OneClassConfig(size=32, width=8, code=4, iterations=10, batch_size=16)),
+                                       oneclass=OneClassConfig(size=32, width=8, code=4, iterations=10, batch_size=16),
+                                       blend=BlendConfig(width=8, iterations=10, batch_size=16)),
                      show_progress=False)
     torch.set_num_threads(threads)
     return d

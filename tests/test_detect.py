@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from faceswap.cli import main
 from faceswap.detect import metrics
+from faceswap.detect.blend import BlendConfig
 from faceswap.detect.consistency import consistency_signals
 from faceswap.detect.detector import WEIGHTS_NAME, Detector
 from faceswap.detect.fusion import Fusion
@@ -28,6 +29,7 @@ from faceswap.train.losses import reconstruction_loss
 TINY = Preset("tiny", 32, enc=(8, 16, 32), enc_kernel=3, dense=32, latent=32, dec=(16, 8), out_kernel=3, lr=1e-3)
 SIZE = 64  # detector crop side in these tests
 QUICK_AE = OneClassConfig(size=32, width=8, code=4, iterations=40, batch_size=16)
+QUICK_BLEND = BlendConfig(width=8, iterations=40, batch_size=16)
 
 
 def run(*args):
@@ -188,6 +190,17 @@ def test_split_by_time_never_mixes_frames_of_a_source():
     assert set(torch.cat([fit, cal])[:, 0, 0, 0].tolist()) == {2, 4}
 
 
+def test_face_folders_take_every_and_max_frames_by_source_frame(data):
+    from faceswap.detect import FaceSourceConfig, iter_faces
+
+    def frames(**kw):
+        return [f for b in iter_faces([data["dirs"]["a1"]], FaceSourceConfig(size=SIZE, batch_size=7, **kw)) for f in b.frame]
+
+    assert frames() == list(range(60))
+    assert frames(every=3) == list(range(0, 60, 3))
+    assert frames(every=3, max_frames=5) == [0, 3, 6, 9, 12]  # as a video's first 5 sampled frames
+
+
 # --- detector files and the runs --------------------------------------------------------------------
 
 
@@ -196,12 +209,15 @@ def detdir(data):
     """A detector trained with S1 of the tiny model; fakes made by the model (no --fake)."""
     out = data["root"] / "det"
     summary = run_detect_train(DetectTrainConfig(real=[data["dirs"]["a1"], data["dirs"]["b1"]], output=out,
-                                                 model_dir=data["model_dir"], size=SIZE, oneclass=QUICK_AE, holdout=0.4, device="cpu"),
+                                                 model_dir=data["model_dir"], size=SIZE, oneclass=QUICK_AE, blend=QUICK_BLEND,
+                                                 holdout=0.4, device="cpu"),
                                show_progress=False)
-    assert summary.fakes == "made by the swap model" and summary.supervised
-    assert summary.counts == {"sources": 2, "train": 72, "fit": 24, "calibrate": 24, "fake_fit": 48, "fake_validate": 48}
+    assert summary.fakes == "self/cross blends of the real faces + made by the swap model" and summary.supervised
+    # Fakes: one blend per fit / calibration real, two model fakes (decoders a and b) per real.
+    assert summary.counts == {"sources": 2, "train": 72, "fit": 24, "calibrate": 24, "fake_fit": 72, "fake_validate": 72}
     # Held-out, never-fitted model fakes are separated from held-out real faces.
-    assert summary.validation["roc_auc"] > 0.9
+    assert summary.validation["swap model fakes"]["roc_auc"] > 0.9 and set(summary.validation) == {"blends", "swap model fakes"}
+    assert summary.held_out is None and "not measured" in summary.calibration_line()  # two sources: nothing to hold out
     return out
 
 
@@ -213,7 +229,7 @@ def test_detector_round_trip_and_refusals(data, detdir, tmp_path):
     again = Detector.load(detdir, data["model_dir"]).score(faces)
     assert torch.equal(first["logit"], again["logit"]) and first["flagged"].dtype == torch.bool
     header = json.loads((detdir / "detector.json").read_text())
-    assert header["fusion"]["supervised"] and header["training"]["fakes"] == "made by the swap model"
+    assert header["fusion"]["supervised"] and header["training"]["fakes"].endswith("made by the swap model")
 
     with pytest.raises(FaceswapError, match="pass that model's dir with -m"):
         Detector.load(detdir)
@@ -225,13 +241,13 @@ def test_detector_round_trip_and_refusals(data, detdir, tmp_path):
         Detector.load(detdir, _model_dir(tmp_path / "big", big))
     with pytest.raises(FaceswapError, match="does not exist"):
         Detector.load(tmp_path / "nope")
-    # Without a swap model: no S1, the unsupervised rule, and -m is refused.
+    # Without a swap model: no S1, the fusion fitted on blends of the real faces alone, and -m is refused.
     plain = tmp_path / "plain"
-    summary = run_detect_train(DetectTrainConfig(real=[data["dirs"]["a1"]], output=plain, size=SIZE, oneclass=QUICK_AE, device="cpu"),
-                               show_progress=False)
-    assert not summary.supervised and summary.fakes == "none: unsupervised rule" and summary.validation is None
+    summary = run_detect_train(DetectTrainConfig(real=[data["dirs"]["a1"]], output=plain, size=SIZE, oneclass=QUICK_AE,
+                                                 blend=QUICK_BLEND, device="cpu"), show_progress=False)
+    assert summary.supervised and summary.fakes == "self/cross blends of the real faces" and set(summary.validation) == {"blends"}
     assert Detector.load(plain).fusion.names == ["s2_oneclass", "s2_rel_err", "s2_rel_res", "s3_spec", "s3_hf", "s3_band0",
-                                                 "s3_band1", "s3_band2", "s3_tile_hf", "s3_tile_slope"]
+                                                 "s3_band1", "s3_band2", "s3_tile_hf", "s3_tile_slope", "s4_blend", "s4_seam"]
     with pytest.raises(FaceswapError, match="calibrated without a swap model"):
         Detector.load(plain, data["model_dir"])
     broken = tmp_path / "broken"
@@ -250,7 +266,7 @@ def test_cli_detect_train_score_and_eval_end_to_end(data, tmp_path):
     det = tmp_path / "det"
     real = [data["dirs"]["a1"], data["dirs"]["b1"]]
     code, out, err = run("detect", "train", "--real", real[0], "--real", real[1], "-o", det, "-m", data["model_dir"], "--size", SIZE,
-                         "--iterations", 40, "--holdout", 0.4, "--quiet", "--device", "cpu")
+                         "--iterations", 40, "--blend-iterations", 40, "--holdout", 0.4, "--quiet", "--device", "cpu")
     assert code == 0, err
     assert "Done:" in out and "made by the swap model" in out and (det / WEIGHTS_NAME).is_file()
     code, _, err = run("detect", "train", "--real", real[0], "-o", det, "--quiet")
@@ -266,7 +282,15 @@ def test_cli_detect_train_score_and_eval_end_to_end(data, tmp_path):
     verdict = {s["source"]: s for s in report["sources"]}
     assert verdict["swap_a2.mp4"]["flagged"] and verdict["swap_a2.mp4"]["faces"] == 20
     assert not verdict["clip_a2.mp4"]["flagged"] and verdict["clip_a2.mp4"]["watermark"] is None  # face folders: no frames
-    assert len(report["faces"]) == 80 and {"logit", "s1_err_b", "s2_oneclass", "s3_spec"} <= set(report["faces"][0])
+    assert len(report["faces"]) == 80 and {"logit", "s1_err_b", "s2_oneclass", "s3_spec", "s4_blend"} <= set(report["faces"][0])
+    # Per face, which signals fired: only for flagged faces, fused signals, the first with the largest term.
+    fusion = Detector.load(det, data["model_dir"]).fusion
+    for face in report["faces"]:
+        assert bool(face["fired"]) == face["flagged"] and set(face["fired"]) <= set(fusion.names)
+        if face["fired"]:
+            terms = dict(zip(fusion.names, fusion.contributions({k: torch.tensor([face[k]]) for k in fusion.names})[0].tolist()))
+            assert terms[face["fired"][0]] == max(terms.values()) > 0
+    assert sum(verdict["swap_a2.mp4"]["fired"].values()) >= 20 * verdict["swap_a2.mp4"]["flagged_fraction"]
     code, out, _ = run("detect", data["dirs"]["a2"], "-d", det, "-m", data["model_dir"], "--device", "cpu")
     assert code == 1 and "clip_a2.mp4" in out and "no swap" in out  # rich table, nothing flagged
     code, out, _ = run("detect", data["dirs"]["a2"], "-d", det, "-m", data["model_dir"], "--fpr", 0.4, "--json")

@@ -3,8 +3,11 @@
     consistency.py  S1: self-consistency under a swap model (made by this model?)
     oneclass.py     S2: one-class autoencoder of real faces' high-pass residual (unlike real faces?)
     spectral.py     S3: power spectrum against real faces', and the inner face's against its own crop's ring
+    blend.py        S4: a small CNN trained on pastes made from real faces alone (pasted?)
+    selfblend.py    those pastes: self-blends (SBI) and cross-blends of aligned real crops
     regions.py      the inner face convert pastes over and the outer ring it never touches
     fusion.py       z-scores -> source-balanced logistic regression (or an unsupervised rule) -> threshold
+    holdout.py      the threshold from real sources held out of the fusion's fit, one at a time
     detector.py     Detector: the signals + fusion, saved as one safetensors file
     faces.py        faces from videos, images and face folders, aligned like extract
     fakes.py        known swaps made by the swap model itself (for the fusion)

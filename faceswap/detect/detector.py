@@ -1,15 +1,16 @@
-"""The detector: signals S1 (optional swap model), S2 (one-class AE), S3 (spectrum) and their fusion.
+"""The detector: signals S1 (optional swap model), S2 (one-class AE), S3 (spectrum), S4 (blend net) and their fusion.
 
 Detector dir::
 
     detector.safetensors   one file, so one rename commits a save: the S2 weights (`oneclass.*`),
-                           the S3 reference (`spectral.mean`, `spectral.std`); its metadata holds
+                           the S3 reference (`spectral.mean`, `spectral.std`), the S4 weights
+                           (`blend.*`; absent in detectors made before S4); its metadata holds
                            `detector` = the JSON below and the SHA-256 of the tensors.
     detector.json          the same JSON, pretty-printed for people (never read back)
 
     {"format": "faceswap-detector", "format_version": 1, "size": 128, "coverage": "face",
      "model": null | {"id": <SHA-256 of the swap model's weights>, "size": 64, "coverage": "face", "preset": "lite"},
-     "oneclass": OneClassConfig, "fusion": Fusion (names, z-score stats, weights, threshold, fpr,
+     "oneclass": OneClassConfig, "blend": BlendConfig | null, "fusion": Fusion (names, z-score stats, weights, threshold, fpr,
      calibration logits, supervised), "training": what `faceswap detect train` saw and measured}
 
 A detector calibrated with S1 from a swap model is only valid with that exact model (its id), and
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from faceswap.atomic import atomic_write_bytes
+from faceswap.detect.blend import BlendConfig, BlendNet, blend_signals
 from faceswap.detect.consistency import consistency_signals
 from faceswap.detect.fusion import Fusion
 from faceswap.detect.oneclass import OneClassAE, OneClassConfig, oneclass_signals
@@ -43,12 +45,14 @@ class Detector:
     `coverage` (other sizes are resized)."""
 
     def __init__(self, size: int, coverage: str, oneclass: OneClassAE, spectral: SpectralReference, fusion: Fusion | None = None,
-                 model=None, model_id: str | None = None, training: dict | None = None, precision: str = "auto"):
+                 model=None, model_id: str | None = None, training: dict | None = None, precision: str = "auto",
+                 blend: BlendNet | None = None):
         from faceswap.convert.swap import resolve_precision
 
         check_coverage(size, coverage)
         self.size, self.coverage = size, coverage
         self.oneclass, self.spectral, self.fusion = oneclass.eval(), spectral, fusion
+        self.blend = blend.eval() if blend is not None else None
         self.model, self.model_id = model, model_id
         self.training = training or {}
         # S1's model arithmetic, chosen like convert's (bf16 where the hardware has it; see consistency.py).
@@ -67,7 +71,7 @@ class Detector:
 
     @torch.no_grad()
     def signals(self, faces: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every raw signal, `{name: (B,) float32 CPU}`; the S1 keys only with a swap model."""
+        """Every raw signal, `{name: (B,) float32 CPU}`; the S1 keys only with a swap model, S4's with a blend net."""
         x = self._faces(faces)
         out = {}
         if self.model is not None:
@@ -76,6 +80,8 @@ class Detector:
         out.update(spectral_signals(self.spectral, x))
         out.update(band_signals(x, self.coverage))
         out.update(tile_signals(x, self.coverage))
+        if self.blend is not None:
+            out.update(blend_signals(self.blend, x))
         return {k: v.float().cpu() for k, v in out.items()}
 
     def score(self, faces: torch.Tensor, fpr: float | None = None) -> dict[str, torch.Tensor]:
@@ -100,6 +106,7 @@ class Detector:
             model = {"id": self.model_id, "size": self.model.size, "coverage": self.model.coverage, "preset": self.model.preset.name}
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "tool": f"faceswap {__version__}", "size": self.size,
                 "coverage": self.coverage, "model": model, "oneclass": self.oneclass.cfg.to_json(),
+                "blend": self.blend.cfg.to_json() if self.blend is not None else None,
                 "fusion": self.fusion.to_json() if self.fusion else None, "training": self.training}
 
     def save(self, detdir: str | Path) -> None:
@@ -112,6 +119,8 @@ class Detector:
         detdir.mkdir(parents=True, exist_ok=True)
         tensors = {f"oneclass.{k}": v.detach().cpu().contiguous() for k, v in self.oneclass.state_dict().items()}
         tensors["spectral.mean"], tensors["spectral.std"] = self.spectral.mean.cpu(), self.spectral.std.cpu()
+        if self.blend is not None:
+            tensors.update({f"blend.{k}": v.detach().cpu().contiguous() for k, v in self.blend.state_dict().items()})
         header = self.header()
         meta = {"format": FORMAT, "detector": json.dumps(header), "sha256": weights_sha256(tensors)}
         atomic_write_bytes(detdir / WEIGHTS_NAME, save(tensors, metadata=meta))
@@ -129,12 +138,17 @@ class Detector:
             ae = OneClassAE(cfg)
             ae.load_state_dict({k[len("oneclass."):]: v for k, v in tensors.items() if k.startswith("oneclass.")}, strict=True)
             spectral = SpectralReference(tensors["spectral.mean"], tensors["spectral.std"])
+            blend = None
+            if header.get("blend") is not None:
+                blend = BlendNet(BlendConfig(**header["blend"]))
+                blend.load_state_dict({k[len("blend."):]: v for k, v in tensors.items() if k.startswith("blend.")}, strict=True)
             fusion = Fusion.from_json(header["fusion"])
             size, coverage = int(header["size"]), str(header["coverage"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise FaceswapError(f"{detdir / WEIGHTS_NAME} does not describe a usable detector ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
         model, mid = _attach_model(detdir, header.get("model"), model_dir, device)
-        return cls(size, coverage, ae.to(device), spectral, fusion, model, mid, header.get("training"), precision)
+        return cls(size, coverage, ae.to(device), spectral, fusion, model, mid, header.get("training"), precision,
+                   blend.to(device) if blend is not None else None)
 
 
 def read_detector(detdir: Path) -> tuple[dict, dict[str, torch.Tensor]]:

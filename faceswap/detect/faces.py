@@ -155,12 +155,16 @@ def iter_faces(inputs: list[Path], config: FaceSourceConfig, on_frame: FrameHook
 
 def _face_files(files: list[Path], cfg: FaceSourceConfig, warnings: list[str], progress, label: Path) -> Iterator[FaceBatch]:
     task = progress.add_task(label.name, total=len(files)) if progress else None
+    end = cfg.max_frames * cfg.every if cfg.max_frames else None
     for start in range(0, len(files), cfg.batch_size):
-        chunk = [_read_face(p, cfg, warnings) for p in files[start : start + cfg.batch_size]]
-        faces = torch.from_numpy(np.stack([c[0] for c in chunk])).permute(0, 3, 1, 2).contiguous()
-        yield FaceBatch(faces, [c[1] for c in chunk], [c[2] for c in chunk])
+        read = [_read_face(p, cfg, warnings) for p in files[start : start + cfg.batch_size]]
+        # --every / --max-frames by the frame each face came from, as a video's faces are taken
+        chunk = [c for c in read if c[2] % cfg.every == 0 and (end is None or c[2] < end)]
+        if chunk:
+            faces = torch.from_numpy(np.stack([c[0] for c in chunk])).permute(0, 3, 1, 2).contiguous()
+            yield FaceBatch(faces, [c[1] for c in chunk], [c[2] for c in chunk])
         if progress:
-            progress.update(task, advance=len(chunk))
+            progress.update(task, advance=len(read))
 
 
 def _images(files: list[Path], cropper: _Cropper, on_frame, errors, progress, label: Path) -> Iterator[FaceBatch]:

@@ -38,6 +38,7 @@ from faceswap.errors import FaceswapError
 # S1 scores are reported beside the logit but not fused by default (see consistency.py): they tell
 # the swap model's own identities from others by construction, and alone detect real swaps weakly.
 REPORTED_ONLY = ("s1_err_a", "s1_err_b", "s1_gap_a", "s1_gap_b")
+FIRED_SHARE = 0.25  # a signal "fired" for a face when its term is at least this share of the largest
 
 
 def fused_names(signals) -> list[str]:
@@ -55,6 +56,7 @@ ANOMALY_SIGN = {
     # Self-referenced: the pasted inner face has less fine detail than its own crop's outer ring.
     "s2_rel_err": -1.0, "s2_rel_res": -1.0, "s3_band0": -1.0, "s3_band1": -1.0, "s3_band2": -1.0,
     "s3_tile_hf": -1.0, "s3_tile_slope": -1.0,
+    "s4_blend": 1.0, "s4_seam": 1.0,  # the blend net: a paste, and where its seam is
 }
 
 
@@ -95,13 +97,28 @@ class Fusion:
         x = _stack(signals, self.names)
         return (x - torch.tensor(self.mean, dtype=torch.float64)) / torch.tensor(self.std, dtype=torch.float64)
 
-    def logit(self, signals: dict[str, torch.Tensor]) -> torch.Tensor:
-        """`{name: (B,)}` -> `(B,)` float64 logits (higher = more likely swapped)."""
+    def contributions(self, signals: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`{name: (B,)}` -> `(B, K)` float64: each signal's term of the logit (they sum to logit - bias)."""
         z = self.z(signals)
         if not self.supervised:  # two-sided signals (weight from sign 0) count |z|
             two_sided = torch.tensor([ANOMALY_SIGN.get(n) == 0 for n in self.names])
             z = torch.where(two_sided, z.abs(), z)
-        return z @ torch.tensor(self.weight, dtype=torch.float64) + self.bias
+        return z * torch.tensor(self.weight, dtype=torch.float64)
+
+    def logit(self, signals: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`{name: (B,)}` -> `(B,)` float64 logits (higher = more likely swapped)."""
+        return self.contributions(signals).sum(1) + self.bias
+
+    def fired(self, signals: dict[str, torch.Tensor], share: float = FIRED_SHARE) -> list[list[str]]:
+        """Per face, the signals that pushed its logit up: a positive term of at least `share` of
+        its largest one, largest first (`(B,)` lists of names)."""
+        c = self.contributions(signals)
+        top = c.max(1, keepdim=True).values
+        out = []
+        for row, t in zip(c.tolist(), top[:, 0].tolist()):
+            keep = [(v, n) for v, n in zip(row, self.names) if v > 0 and v >= share * t]
+            out.append([n for _, n in sorted(keep, reverse=True)])
+        return out
 
     @classmethod
     def fit(cls, real_signals: dict[str, torch.Tensor], fake_signals: dict[str, torch.Tensor] | None = None,

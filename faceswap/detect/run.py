@@ -85,12 +85,15 @@ def source_config(det: Detector, cfg) -> FaceSourceConfig:
 
 
 def scored(det: Detector, batches: Iterator[FaceBatch], fpr: float | None = None) -> Iterator[dict]:
-    """One row per face: source, frame, every signal, logit, flagged."""
+    """One row per face: source, frame, every signal, logit, flagged, and for a flagged face the
+    signals that fired (`Fusion.fired`: those that pushed its logit up, largest first)."""
     for batch in batches:
         out = det.score(batch.faces, fpr)
+        fired = det.fusion.fired(out)
         for i, (src, frame) in enumerate(zip(batch.source, batch.frame)):
             row = {"source": src, "frame": frame}
             row.update({k: (bool(v[i]) if k == "flagged" else round(float(v[i]), 6)) for k, v in out.items()})
+            row["fired"] = fired[i] if row["flagged"] else []
             yield row
 
 
@@ -98,14 +101,18 @@ def verdicts(rows: list[dict], threshold: float, top_k: int, watermarks: dict[st
     """Per-source aggregates and verdicts (see module docs), in first-seen order."""
     by_src: dict[str, list[float]] = {s: [] for s in sources}
     flags: dict[str, int] = {}
+    fired: dict[str, dict[str, int]] = {}  # per source: how many flagged faces each signal fired for
     for r in rows:
         by_src.setdefault(r["source"], []).append(r["logit"])
         flags[r["source"]] = flags.get(r["source"], 0) + r["flagged"]
+        counts = fired.setdefault(r["source"], {})
+        for name in r.get("fired", []):
+            counts[name] = counts.get(name, 0) + 1
     out = []
     for src, logits in by_src.items():
         wm = watermarks.get(src)
         entry = {"source": src, "faces": len(logits), "mean_logit": None, "top_k_logit": None, "flagged_fraction": None,
-                 "watermark": wm}
+                 "watermark": wm, "fired": dict(sorted(fired.get(src, {}).items(), key=lambda kv: -kv[1]))}
         if logits:
             top = sorted(logits, reverse=True)[:top_k]
             entry.update(mean_logit=float(np.mean(logits)), top_k_logit=float(np.mean(top)), flagged_fraction=flags[src] / len(logits))
@@ -165,7 +172,7 @@ def _run_detect(config: DetectConfig, console: Console | None = None, show_progr
     watermarks = {s: d.result().to_dict() for s, d in decoders.items()} if config.watermark else {}
     sources = verdicts(rows, threshold, config.top_k, watermarks, seen)
     # "signals": every score reported per face; "fused": those the logit is made of (S1 is reported only).
-    reported = [k for k in rows[0] if k not in ("source", "frame", "logit", "flagged")]
+    reported = [k for k in rows[0] if k not in ("source", "frame", "logit", "flagged", "fired")]
     info = {"dir": str(config.detector_dir), "model_id": det.model_id, "signals": reported, "fused": det.fusion.names,
             "supervised": det.fusion.supervised, "calibrated_fpr": det.fusion.fpr}
     return DetectReport(rows, sources, threshold, config.fpr or det.fusion.fpr, info, errors, warnings)

@@ -2,16 +2,20 @@
 
 Real faces are split per source BY TIME, never by frame (neighbouring frames are near copies):
 
-    first (1 - holdout) of each source's faces   -> train S2's autoencoder and S3's reference
+    first (1 - holdout) of each source's faces   -> train S2's autoencoder, S3's reference, S4's blend net
     next holdout / 2                              -> fit the fusion (z-score stats, logistic regression)
     last holdout / 2                              -> calibrate the threshold at `fpr`; validate
 
-Single-face sources (photos) are pooled, in name order, into one source for the split. Known
-swaps: the `fake` inputs (split per source the same way: first half fits, second half validates),
-else, with a swap model, faces the model makes from the fit / calibration reals
-(`detect.fakes.model_fakes`), else none (the fusion's unsupervised rule). The fusion is source-balanced over the real
-sources (`fusion.py`) and leaves S1 out (`fusion.REPORTED_ONLY`). With fakes for
-validation, the summary reports ROC-AUC and the TPR at the calibrated threshold on faces the
+Single-face sources (photos) are pooled, in name order, into one source for the split. Fakes for
+the fusion, every family the run has:
+- pasted fakes made from the real faces alone (`selfblend.py`: self- and cross-blends), always:
+  from the fit reals to fit, from the calibration reals to validate (fresh draws the blend net never saw);
+- the `fake` inputs (split per source the same way: first half fits, second half validates),
+  else, with a swap model, faces the model makes from the fit / calibration reals (`detect.fakes.model_fakes`).
+The fusion is source-balanced over the real sources (`fusion.py`) and leaves S1 out
+(`fusion.REPORTED_ONLY`). With three or more real sources the threshold is set on sources held
+out of the fusion's fit, one at a time (`holdout.py`), and the summary says what FPR that left on
+each. The summary reports, per fake family, ROC-AUC and the TPR at the threshold on faces the
 fusion never saw.
 """
 
@@ -26,10 +30,13 @@ import torch
 from rich.console import Console
 
 from faceswap.detect import metrics
+from faceswap.detect.blend import BlendConfig, partner_indices, train_blend
 from faceswap.detect.detector import WEIGHTS_NAME, Detector
 from faceswap.detect.fakes import model_fakes
 from faceswap.detect.faces import FaceSourceConfig, iter_faces
-from faceswap.detect.fusion import Fusion
+from faceswap.detect.fusion import Fusion, fused_names
+from faceswap.detect.holdout import MIN_SOURCES, choose_signals, held_out_calibration
+from faceswap.detect.selfblend import blend_fakes
 from faceswap.detect.oneclass import OneClassConfig, train_oneclass
 from faceswap.detect.run import faces_by_source, progress_bar, signals_of
 from faceswap.detect.spectral import SpectralReference
@@ -53,6 +60,7 @@ class DetectTrainConfig:
     fpr: float = 0.01
     size: int = 128  # face crop side the detector scores (S2 and S3 see it; S1 resizes to the model's)
     oneclass: OneClassConfig = field(default_factory=OneClassConfig)
+    blend: BlendConfig = field(default_factory=BlendConfig)
     every: int = 1
     max_frames: int | None = None
     batch_size: int = 16
@@ -70,19 +78,34 @@ class DetectTrainSummary:
     supervised: bool
     fakes: str
     threshold: float
-    validation: dict | None
+    validation: dict  # per fake family: metrics on calibration reals vs fakes the fusion never saw
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    held_out: dict | None = None  # per real source, from `holdout.held_out_calibration`
+    signal_choice: dict | None = None  # per candidate signal set, its held-out score, and the one chosen (`holdout.choose_signals`)
 
     def line(self) -> str:
         c = self.counts
         text = (f"{c['train']} train / {c['fit']} fit / {c['calibrate']} calibration real faces from {c['sources']} sources, "
                 f"{c['fake_fit']} fakes ({self.fakes}); threshold {self.threshold:.3f}")
-        if self.validation:
-            v = self.validation
-            text += (f"; held-out: ROC-AUC {v['roc_auc']:.3f}, TPR {v['tpr_at_threshold']:.1%} at "
+        for family, v in self.validation.items():
+            text += (f"; held-out {family}: ROC-AUC {v['roc_auc']:.3f}, TPR {v['tpr_at_threshold']:.1%} at "
                      f"FPR {v['fpr_at_threshold']:.1%} ({v['n_fake']} fakes)")
         return text
+
+    def calibration_line(self) -> str:
+        """What FPR to expect on real faces of people the detector never saw."""
+        if not self.held_out:
+            return (f"threshold set on held-out frames of the same {self.counts['sources']} source(s): the false-positive rate "
+                    f"on other people and cameras is not measured (give real faces of at least {MIN_SOURCES} people)")
+        spread = [v["fpr_in_sample_threshold"] for v in self.held_out.values()]
+        after = [v["fpr_held_out_threshold"] for v in self.held_out.values()]
+        choice = self.signal_choice or {}
+        fused = (f"fusing the {choice['chosen']} signals (held-out TPR - FPR: "
+                 + ", ".join(f"{k} {v:.2f}" for k, v in choice.items() if k != "chosen") + "); ") if choice else ""
+        return (f"{fused}threshold set with each of the {len(self.held_out)} sources held out of the fit in turn: an in-sample "
+                f"threshold flagged {min(spread):.1%}-{max(spread):.1%} of a held-out source's real faces; at this one expect "
+                f"about {sum(after) / len(after):.1%} on a new person (per source {min(after):.1%}-{max(after):.1%})")
 
 
 def split_by_time(groups: dict[str, tuple[torch.Tensor, list[int]]], fractions: tuple[float, ...],
@@ -163,7 +186,7 @@ def _run_detect_train(config: DetectTrainConfig, console: Console | None, show_p
             raise FaceswapError("no faces found in the --real inputs " + ", ".join(str(p) for p in cfg.real))
         if cfg.fake and not fake:
             raise FaceswapError("no faces found in the --fake inputs " + ", ".join(str(p) for p in cfg.fake))
-        (train, fit, calib), (_, fit_sources, _) = split_by_time(real, (cfg.holdout / 2, cfg.holdout / 2), labels=True)
+        (train, fit, calib), (train_sources, fit_sources, calib_sources) = split_by_time(real, (cfg.holdout / 2, cfg.holdout / 2), labels=True)
         if len(train) < MIN_TRAIN_FACES or len(fit) < 2 or len(calib) < 2:
             raise FaceswapError(f"too few real faces: {len(train)} to train, {len(fit)} to fit, {len(calib)} to calibrate "
                                 f"(need {MIN_TRAIN_FACES}, 2 and 2; give more frames or a larger --holdout)")
@@ -179,37 +202,82 @@ def _run_detect_train(config: DetectTrainConfig, console: Console | None, show_p
                 progress.update(task, completed=it, description=f"one-class AE (loss {loss:.4f})")
 
         ae = train_oneclass(train, cfg.oneclass, report).to(device)
-    det = Detector(cfg.size, coverage, ae, SpectralReference.fit(train), model=model, model_id=mid)
+        task = progress.add_task("blend net", total=cfg.blend.iterations) if progress else None
 
-    # Known swaps for the fusion.
+        def report_blend(it: int, total: int, loss: float) -> None:
+            threads.update()
+            if progress:
+                progress.update(task, completed=it, description=f"blend net (loss {loss:.3f})")
+
+        source_ids = {s: i for i, s in enumerate(dict.fromkeys(train_sources))}
+        blend = train_blend(train, coverage, cfg.blend, torch.tensor([source_ids[s] for s in train_sources]), report_blend)
+    det = Detector(cfg.size, coverage, ae, SpectralReference.fit(train), model=model, model_id=mid, blend=blend.to(device))
+
+    # Fakes for the fusion, per family: (fit faces, their real source or None, validation faces, theirs).
+    families = {"blends": _blend_family(fit, fit_sources, calib, calib_sources, coverage, cfg.blend.seed)}
     if fake:
         fake_fit, fake_val = split_by_time(fake, (0.5,))
-        how = "given"
+        families["given fakes"] = (fake_fit, [None] * len(fake_fit), fake_val, [None] * len(fake_val))
     elif model is not None:
-        fake_fit, fake_val = model_fakes(model, fit, det.precision), model_fakes(model, calib, det.precision)
-        how = "made by the swap model"
-    else:
-        fake_fit = fake_val = torch.empty(0)
-        how = "none: unsupervised rule"
+        families["swap model fakes"] = (model_fakes(model, fit, det.precision), list(fit_sources) * 2,
+                                        model_fakes(model, calib, det.precision), list(calib_sources) * 2)
+    how = " + ".join({"blends": "self/cross blends of the real faces", "given fakes": "given",
+                      "swap model fakes": "made by the swap model"}[k] for k in families)
     fit_sig, calib_sig = signals_of(det, fit), signals_of(det, calib)
+    val_sig = {k: signals_of(det, f[2]) for k, f in families.items()}
+    fake_sig = _cat_signals([signals_of(det, f[0]) for f in families.values()])
+    fake_sources = [s for f in families.values() for s in f[1]]
+    # Which signals to fuse: the set that held up best on sources held out of the fit (holdout.py).
+    names, selection = choose_signals(fused_names(fit_sig), fit_sig, fit_sources, fake_sig, fake_sources, calib_sig,
+                                      calib_sources, _cat_signals(list(val_sig.values())),
+                                      [s for f in families.values() for s in f[3]], cfg.fpr)
     # Source-balanced: the real sources' mean logits are kept level (see fusion.py).
-    det.fusion = Fusion.fit(fit_sig, signals_of(det, fake_fit) if len(fake_fit) else None, sources=fit_sources)
-    threshold = det.fusion.calibrate(calib_sig, cfg.fpr)
+    det.fusion = Fusion.fit(fit_sig, fake_sig, names=names, sources=fit_sources)
+    det.fusion.calibrate(calib_sig, cfg.fpr)
+    held_out = held_out_calibration(det.fusion, fit_sig, fit_sources, fake_sig, fake_sources, calib_sig, calib_sources, cfg.fpr)
+    threshold = det.fusion.threshold
 
-    validation = None
-    if len(fake_val):
-        real_logit = det.fusion.logit(calib_sig).numpy()
-        fake_logit = det.fusion.logit(signals_of(det, fake_val)).numpy()
-        scores = list(real_logit) + list(fake_logit)
-        labels = [0] * len(real_logit) + [1] * len(fake_logit)
-        validation = {**metrics.summary(scores, labels, cfg.fpr), "tpr_at_threshold": float((fake_logit > threshold).mean()),
-                      "fpr_at_threshold": float((real_logit > threshold).mean()),
-                      "note": "calibration reals vs fakes the fusion never saw; the threshold was set on these reals"}
-    counts = {"sources": len(real), "train": len(train), "fit": len(fit), "calibrate": len(calib), "fake_fit": len(fake_fit),
-              "fake_validate": len(fake_val)}
+    validation = {}
+    real_logit = det.fusion.logit(calib_sig).numpy()
+    for family, sig in val_sig.items():
+        if not sig:
+            continue
+        fake_logit = det.fusion.logit(sig).numpy()
+        scores, labels = list(real_logit) + list(fake_logit), [0] * len(real_logit) + [1] * len(fake_logit)
+        validation[family] = {**metrics.summary(scores, labels, cfg.fpr), "tpr_at_threshold": float((fake_logit > threshold).mean()),
+                              "fpr_at_threshold": float((real_logit > threshold).mean()),
+                              "note": "calibration reals vs fakes the fusion never saw"}
+    counts = {"sources": len(real), "train": len(train), "fit": len(fit), "calibrate": len(calib), "fake_fit": len(fake_sources),
+              "fake_validate": sum(len(f[2]) for f in families.values())}
     det.training = {"real": [str(p) for p in cfg.real], "fake": [str(p) for p in cfg.fake], "fakes": how, "counts": counts,
-                    "holdout": cfg.holdout, "validation": validation, "warnings": warnings,
+                    "holdout": cfg.holdout, "validation": validation, "held_out_sources": held_out, "signal_choice": selection,
+                    "warnings": warnings,
                     "split": "per source by time: train | fit | calibrate"}
     det.save(cfg.output)
     return DetectTrainSummary(Path(cfg.output), counts, det.fusion.supervised, how, threshold, validation,
-                              time.monotonic() - t0, warnings)
+                              time.monotonic() - t0, warnings, held_out, selection or None)
+
+
+def _blend_family(fit: torch.Tensor, fit_sources: list[str], calib: torch.Tensor, calib_sources: list[str], coverage: str,
+                  seed: int) -> tuple[torch.Tensor, list[str], torch.Tensor, list[str]]:
+    """Pasted fakes of the fit and calibration reals (one each; a cross-blend takes a partner of another source when there is one)."""
+    gen = torch.Generator().manual_seed(seed + 1)  # not the blend net's own draws
+
+    def make(faces: torch.Tensor, sources: list[str]) -> torch.Tensor:
+        ids = {s: i for i, s in enumerate(dict.fromkeys(sources))}
+        src = torch.tensor([ids[s] for s in sources])
+        x = faces.float().div(255)
+        out = []
+        for i in range(0, len(x), 64):
+            idx = torch.arange(i, min(i + 64, len(x)))
+            partner = partner_indices(len(x), src, idx, gen)
+            fake, _ = blend_fakes(x[idx], coverage, gen, x[partner])
+            out.append(fake.mul(255).round().to(torch.uint8))
+        return torch.cat(out) if out else torch.empty(0, *faces.shape[1:], dtype=torch.uint8)
+
+    return make(fit, fit_sources), list(fit_sources), make(calib, calib_sources), list(calib_sources)
+
+
+def _cat_signals(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    parts = [p for p in parts if p]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}
