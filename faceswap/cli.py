@@ -398,7 +398,7 @@ def detect_score(inputs, detector_dir, model_dir, as_json, fpr, top_k, no_waterm
 @click.option("--size", default=128, show_default=True, type=click.IntRange(min=32), help="Face crop side the detector scores (multiple of 16).")
 @click.option("--iterations", default=600, show_default=True, type=click.IntRange(min=1), help="Training iterations of the one-class autoencoder.")
 @click.option("--blend-iterations", default=None, type=click.IntRange(min=1),
-              help="Training iterations of the blend net (S4: learns pasted faces made from the real ones)  [default: its config's]")
+              help="Training iterations of the blend net (S4: learns pasted faces made from the real ones)  [default: 600]")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a detector already in OUTPUT.")
 @_face_source_options

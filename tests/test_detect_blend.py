@@ -148,3 +148,12 @@ def test_signal_choice_drops_a_signal_that_tells_people_apart():
     names, scores = choose_signals(["s3_spec", "s4_blend"], fit, fit_src, fake, fake_src, pick(calib, two),
                                    [s for s in calib_src if s in "ab"], fake_cal, fake_cal_src, 0.01)
     assert names == ["s3_spec", "s4_blend"] and scores == {}
+
+
+def test_detect_train_help_states_the_blend_nets_real_default():
+    from click.testing import CliRunner
+
+    from faceswap.cli import main
+
+    out = CliRunner().invoke(main, ["detect", "train", "--help"], terminal_width=400).output
+    assert f"[default: {BlendConfig.iterations}]" in " ".join(out.split())

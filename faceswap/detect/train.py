@@ -46,6 +46,7 @@ from faceswap.faces.align import DEFAULT_COVERAGE
 from faceswap.faces.detect import DetectorConfig
 
 MIN_TRAIN_FACES = 16
+FEW_SOURCES = 10  # below this many people, the held-out FPR estimate comes with a warning
 
 
 @dataclass
@@ -94,7 +95,7 @@ class DetectTrainSummary:
         return text
 
     def calibration_line(self) -> str:
-        """What FPR to expect on real faces of people the detector never saw."""
+        """What the held-out sources say about the false-positive rate on people the detector never saw."""
         if not self.held_out:
             return (f"threshold set on held-out frames of the same {self.counts['sources']} source(s): the false-positive rate "
                     f"on other people and cameras is not measured (give real faces of at least {MIN_SOURCES} people)")
@@ -104,8 +105,8 @@ class DetectTrainSummary:
         fused = (f"fusing the {choice['chosen']} signals (held-out TPR - FPR: "
                  + ", ".join(f"{k} {v:.2f}" for k, v in choice.items() if k != "chosen") + "); ") if choice else ""
         return (f"{fused}threshold set with each of the {len(self.held_out)} sources held out of the fit in turn: an in-sample "
-                f"threshold flagged {min(spread):.1%}-{max(spread):.1%} of a held-out source's real faces; at this one expect "
-                f"about {sum(after) / len(after):.1%} on a new person (per source {min(after):.1%}-{max(after):.1%})")
+                f"threshold flagged {min(spread):.1%}-{max(spread):.1%} of a held-out source's real faces, this one "
+                f"{sum(after) / len(after):.1%} (per source {min(after):.1%}-{max(after):.1%})")
 
 
 def split_by_time(groups: dict[str, tuple[torch.Tensor, list[int]]], fractions: tuple[float, ...],
@@ -236,6 +237,10 @@ def _run_detect_train(config: DetectTrainConfig, console: Console | None, show_p
     det.fusion.calibrate(calib_sig, cfg.fpr)
     held_out = held_out_calibration(det.fusion, fit_sig, fit_sources, fake_sig, fake_sources, calib_sig, calib_sources, cfg.fpr)
     threshold = det.fusion.threshold
+    if held_out is not None and len(held_out) < FEW_SOURCES:
+        warnings.append(f"only {len(held_out)} real sources: the false-positive rate expected on a new person is estimated "
+                        f"from {len(held_out) - 1} other people per fold, which is optimistic (bench/detect_unseen.py: with 3 "
+                        f"people, a fourth person's real faces were flagged 0-100 %); give real faces of many more people")
 
     validation = {}
     real_logit = det.fusion.logit(calib_sig).numpy()
