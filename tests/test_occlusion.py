@@ -103,7 +103,7 @@ def swap_model():
 
 @pytest.fixture(scope="module")
 def trained_net(swap_model):
-    """A small occlusion net trained for ~15 s on synthetic faces of one identity, at 64 px (the
+    """A small occlusion net trained for ~25 s on synthetic faces of one identity, at 64 px (the
     net is fully convolutional; the real one works at 128) on a fixed pool of occluded faces."""
     torch.manual_seed(0)
     net = OcclusionNet(SMALL)
@@ -113,7 +113,7 @@ def trained_net(swap_model):
     faces = face_batch(IDENT, 96, size=64, seed=1).float() / 255
     x, alpha = occlude(faces[torch.randint(len(faces), (384,), generator=gen)], gen)
     inputs = occlusion_input(x, swap_model.reconstruct(x, "a")[0], 64)
-    for _ in range(500):
+    for _ in range(800):
         pick = torch.randint(len(x), (16,), generator=gen)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(net(inputs[pick]), alpha[pick])
         opt.zero_grad()
