@@ -395,9 +395,7 @@ def signed_signals(det, sig: dict) -> dict[str, np.ndarray]:
     fusion = det.fusion
     out = {}
     for i, name in enumerate(fusion.names):
-        x = sig[name].double().numpy()
-        if hasattr(fusion, "mean"):
-            x = (x - fusion.mean[i]) / fusion.std[i]
+        x = (sig[name].double().numpy() - fusion.mean[i]) / fusion.std[i]
         if not fusion.supervised and ANOMALY_SIGN.get(name) == 0:
             x = np.abs(x)
         out[name] = x * (1.0 if fusion.weight[i] >= 0 else -1.0)

@@ -18,7 +18,6 @@ so a codec or a soft camera is not evidence of a paste.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceswap.detect.optimise import optimise
 from faceswap.detect.selfblend import blend_fakes, gaussian_blur
 
 SEAM_TOP = 0.02  # share of the seam map averaged into s4_seam
@@ -145,23 +145,15 @@ def train_blend(faces: torch.Tensor, coverage: str, config: BlendConfig = BlendC
     # Warm-up then anneal; a run too short for a warm-up (OneCycleLR needs >= 10 steps of it) keeps the rate.
     sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.iterations, pct_start=0.1)
              if config.iterations >= 20 else None)
-    t0, loss_avg = time.monotonic(), None
     net.train()
-    for it in range(1, config.iterations + 1):
+
+    def loss_of() -> torch.Tensor:
         x, y, seam = training_batch(data, coverage, config.batch_size, gen, sources)
         logit, seam_logit = net(x)
         target = F.adaptive_max_pool2d(seam, seam_logit.shape[-2:])  # the seam is 1-2 px: keep it when pooling
-        loss = F.binary_cross_entropy_with_logits(logit, y) + config.seam_weight * F.binary_cross_entropy_with_logits(seam_logit, target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
-        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
-        if progress and (it % 10 == 0 or it == config.iterations):
-            progress(it, config.iterations, loss_avg)
-        if config.minutes is not None and time.monotonic() - t0 > 60 * config.minutes:
-            break
+        return F.binary_cross_entropy_with_logits(logit, y) + config.seam_weight * F.binary_cross_entropy_with_logits(seam_logit, target)
+
+    optimise(loss_of, opt, sched, config.iterations, progress, config.minutes)
     return net.eval()
 
 

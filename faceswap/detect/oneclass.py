@@ -31,7 +31,6 @@ They count in the fusion beside the other signals (see spectral.py and fusion.py
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceswap.detect.consistency import inner_face_mask
+from faceswap.detect.optimise import optimise
 from faceswap.detect.regions import log_ratio, outer_ring_mask
 
 GAIN = 8.0  # residuals are a few percent of the signal; scaled to O(1) for the network
@@ -128,21 +128,14 @@ def train_oneclass(faces: torch.Tensor, config: OneClassConfig = OneClassConfig(
     data = _prepare(faces, config.size)  # float copy: (N, 3, s, s), s <= 128 keeps it small
     opt = torch.optim.Adam(ae.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.iterations)
-    t0, loss_avg = time.monotonic(), None
-    for it in range(1, config.iterations + 1):
+
+    def loss_of() -> torch.Tensor:
         idx = torch.randint(len(data), (config.batch_size,), generator=gen)
         with torch.no_grad():
             r = residual(aug(data[idx]).clamp(0, 1), config.sigma)
-        loss = F.mse_loss(ae(r), r)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
-        if progress and (it % 10 == 0 or it == config.iterations):
-            progress(it, config.iterations, loss_avg)
-        if config.minutes is not None and time.monotonic() - t0 > 60 * config.minutes:
-            break
+        return F.mse_loss(ae(r), r)
+
+    optimise(loss_of, opt, sched, config.iterations, progress, config.minutes)
     return ae.eval()
 
 

@@ -213,7 +213,10 @@ def faces_by_source(batches: Iterator[FaceBatch]) -> dict[str, tuple[torch.Tenso
 
 def signals_of(det: Detector, faces: torch.Tensor, batch: int = 64) -> dict[str, torch.Tensor]:
     """`det.signals` over many faces `(N, 3, S, S)` in batches -> `{name: (N,)}`."""
-    parts = [det.signals(faces[i : i + batch]) for i in range(0, len(faces), batch)]
-    if not parts:
-        return {}
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    return cat_signals([det.signals(faces[i : i + batch]) for i in range(0, len(faces), batch)])
+
+
+def cat_signals(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Signal dicts of several face batches -> one `{name: (N,)}` (empty parts skipped)."""
+    parts = [p for p in parts if p]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}

@@ -38,7 +38,7 @@ from faceswap.detect.fusion import Fusion, fused_names
 from faceswap.detect.holdout import MIN_SOURCES, choose_signals, held_out_calibration
 from faceswap.detect.selfblend import blend_fakes
 from faceswap.detect.oneclass import OneClassConfig, train_oneclass
-from faceswap.detect.run import faces_by_source, progress_bar, signals_of
+from faceswap.detect.run import cat_signals, faces_by_source, progress_bar, signals_of
 from faceswap.detect.spectral import SpectralReference
 from faceswap.device import LoadAwareThreads, pick_device, torch_threads
 from faceswap.errors import FaceswapError
@@ -226,11 +226,11 @@ def _run_detect_train(config: DetectTrainConfig, console: Console | None, show_p
                       "swap model fakes": "made by the swap model"}[k] for k in families)
     fit_sig, calib_sig = signals_of(det, fit), signals_of(det, calib)
     val_sig = {k: signals_of(det, f[2]) for k, f in families.items()}
-    fake_sig = _cat_signals([signals_of(det, f[0]) for f in families.values()])
+    fake_sig = cat_signals([signals_of(det, f[0]) for f in families.values()])
     fake_sources = [s for f in families.values() for s in f[1]]
     # Which signals to fuse: the set that held up best on sources held out of the fit (holdout.py).
     names, selection = choose_signals(fused_names(fit_sig), fit_sig, fit_sources, fake_sig, fake_sources, calib_sig,
-                                      calib_sources, _cat_signals(list(val_sig.values())),
+                                      calib_sources, cat_signals(list(val_sig.values())),
                                       [s for f in families.values() for s in f[3]], cfg.fpr)
     # Source-balanced: the real sources' mean logits are kept level (see fusion.py).
     det.fusion = Fusion.fit(fit_sig, fake_sig, names=names, sources=fit_sources)
@@ -281,8 +281,3 @@ def _blend_family(fit: torch.Tensor, fit_sources: list[str], calib: torch.Tensor
         return torch.cat(out) if out else torch.empty(0, *faces.shape[1:], dtype=torch.uint8)
 
     return make(fit, fit_sources), list(fit_sources), make(calib, calib_sources), list(calib_sources)
-
-
-def _cat_signals(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    parts = [p for p in parts if p]
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}
