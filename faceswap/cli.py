@@ -16,7 +16,7 @@ from faceswap import __version__
 from faceswap.cli_common import OneLineErrorGroup, debug_option, report as _report
 from faceswap.errors import FaceswapError
 from faceswap.faces.coverage import COVERAGES, DEFAULT_COVERAGE
-from faceswap.choices import MASK_SOURCES
+from faceswap.choices import MASK_SOURCES, PERSON_DISTANCE
 
 # Frames are decoded a batch at a time into one array: 1024 frames of 1080p are 6 GiB; a batch of
 # 100000 asked numpy for terabytes (a traceback from the decoder thread).
@@ -52,10 +52,17 @@ def main():
                    "faces much smaller than those in view (1.4-1.6x less detection work; 1 = every frame).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--overwrite", is_flag=True, help="Redo sources already extracted into OUTPUT and replace their faces.")
+@click.option("--person", "people", multiple=True, type=click.Path(path_type=Path),
+              help="Keep only this person's faces: photos of one face or a face folder (repeat for several people). "
+                   "Needs faceswap[people].")
+@click.option("--split-people", is_flag=True, help="Group the faces into people and link each person's into OUTPUT/person_<n>/. "
+                                                   "Needs faceswap[people].")
+@click.option("--person-distance", default=PERSON_DISTANCE, show_default=True, type=click.FloatRange(0.1, 1.0),
+              help="Face-descriptor distance within which a face counts as the same person.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @debug_option
 def extract(inputs, output, size, coverage, every, start, end, min_face, min_score, max_faces, batch_size, detect_size,
-            redetect_every, device, overwrite, quiet):
+            redetect_every, device, overwrite, people, split_people, person_distance, quiet):
     """Find, align and save the faces in videos, images and image folders.
 
     INPUTS may mix video files, image files and folders of images. Running the same command
@@ -67,7 +74,8 @@ def extract(inputs, output, size, coverage, every, start, end, min_face, min_sco
     if end is not None and end <= start:
         raise click.BadParameter(f"--end {end} must be greater than --start {start}", param_hint="--end")
     config = ExtractConfig(inputs=list(inputs), output=output, size=size, coverage=coverage, every=every, start=start,
-                           end=end, batch_size=batch_size, device=device, overwrite=overwrite,
+                           end=end, batch_size=batch_size, device=device, overwrite=overwrite, people=list(people),
+                           split_people=split_people, person_distance=person_distance,
                            detector=DetectorConfig(detect_size=detect_size, min_face=min_face, min_score=min_score,
                                                    max_faces=max_faces, redetect_every=redetect_every))
     summary = run_extract(config, show_progress=not quiet)
@@ -215,13 +223,20 @@ def train_occlusion(model_dir, faces_a, faces_b, minutes, iterations, batch_size
               help="Model arithmetic; auto = bf16 where the CPU/GPU does it natively (faster), else fp32.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch (default: the CPUs that other jobs leave free when it starts).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--person", "people", multiple=True, type=click.Path(path_type=Path),
+              help="Swap only this person's faces: photos of one face or a face folder (repeat for several people); "
+                   "every other face stays as it was. Needs faceswap[people].")
+@click.option("--person-distance", default=PERSON_DISTANCE, show_default=True, type=click.FloatRange(0.1, 1.0),
+              help="Face-descriptor distance within which a face counts as the --person.")
+@click.option("--max-faces", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Swap at most the N largest faces of a frame (0 = all).")
 @click.option("--no-credentials", is_flag=True,
               help="Skip the metadata label and Content Credentials (warns); the invisible watermark always stays.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @debug_option
 def convert(input_path, model_dir, output, alignments, direction, mask, mask_erode, mask_blur, color, blend, smooth, refine,
-            detail, smooth_window, crf, x264_preset, start, end, batch_size, detect_size, min_face, device, precision, threads, overwrite, no_credentials,
-            quiet):
+            detail, smooth_window, crf, x264_preset, start, end, batch_size, detect_size, min_face, device, precision, threads, overwrite,
+            people, person_distance, max_faces, no_credentials, quiet):
     """Swap the faces of a video (or an image folder) with a trained model; the output is labelled synthetic.
 
     The video keeps its frame count, fps, size and audio; frames without a face pass through unchanged.
@@ -236,7 +251,8 @@ def convert(input_path, model_dir, output, alignments, direction, mask, mask_ero
                            mask=mask, mask_erode=mask_erode, mask_blur=mask_blur, color=color or DEFAULT_COLOR, blend=blend,
                            smooth=smooth, refine=refine, detail=detail, smooth_window=smooth_window, crf=crf, x264_preset=x264_preset, start=start, end=end,
                            batch_size=batch_size, device=device, precision=precision, threads=threads, overwrite=overwrite, no_credentials=no_credentials,
-                           detector=DetectorConfig(detect_size=detect_size, min_face=min_face))
+                           people=list(people), person_distance=person_distance,
+                           detector=DetectorConfig(detect_size=detect_size, min_face=min_face, max_faces=max_faces))
     summary = run_convert(config, show_progress=not quiet)
     _report(summary, output)
 

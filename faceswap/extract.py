@@ -10,6 +10,8 @@ run resumes where it stopped.
 from __future__ import annotations
 
 import collections
+import os
+import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
@@ -24,14 +26,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from faceswap import __version__
-from faceswap.atomic import sync_folder
+from faceswap.atomic import atomic_write_bytes, sync_folder
 from faceswap.device import keep_freed_memory, pick_device
 from faceswap.errors import FaceswapError
 from faceswap.faces.align import COVERAGES, DEFAULT_COVERAGE, alignment_matrices, cut_faces
 from faceswap.faces.detect import DetectorConfig, Face, FaceDetector
+from faceswap.faces import descriptor as face_descriptor
+from faceswap.faces.people import PERSON_DISTANCE, FaceTracker, PeopleFollower, ReferencePeople, group_tracks, reference_people
 from faceswap.faces.track import track_faces
 from faceswap.faces.store import (ALIGNMENTS_NAME, IMAGE_EXTENSIONS, Alignments, file_fingerprint, list_images, read_face_meta,
-                                  read_face_png, write_face_png)
+                                  read_face_png, read_png_meta, replace_png_meta, write_face_png)
 from faceswap.errors import NoSpaceError, write_failure
 from faceswap.lock import OutputLock
 from faceswap.video import FrameReader, probe
@@ -56,6 +60,9 @@ class ExtractConfig:
     device: str = "auto"
     overwrite: bool = False
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    people: list[Path] = field(default_factory=list)  # --person: keep only these people's faces (photos or face folders)
+    split_people: bool = False  # --split-people: group the faces into people, a folder of each
+    person_distance: float = PERSON_DISTANCE
 
 
 @dataclass
@@ -63,14 +70,19 @@ class ExtractSummary:
     frames_read: int = 0
     faces_written: int = 0
     frames_without_face: int = 0
+    faces_of_others: int = 0  # faces found but not written: not the --person asked for
+    descriptions: int = 0  # faces described for identity
+    people: dict[str, int] = field(default_factory=dict)  # faces written per person
     sources_done: int = 0
     sources_skipped: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def line(self) -> str:
+        others = f", {self.faces_of_others} faces of other people left out" if self.faces_of_others else ""
+        people = "; people: " + ", ".join(f"{k} {v} faces" for k, v in self.people.items()) if self.people else ""
         return (f"{self.frames_read} frames read, {self.faces_written} faces written, "
-                f"{self.frames_without_face} frames without a face")
+                f"{self.frames_without_face} frames without a face{others}{people}")
 
 
 def _face_record(face: Face, matrix: np.ndarray, file: str) -> dict[str, Any]:
@@ -89,8 +101,10 @@ def _write_faces(faces: list[tuple[Path, np.ndarray, dict[str, Any]]]) -> None:
 class _Extractor:
     """One extract run: owns the detector, the alignments, the writer pool and the progress bar."""
 
-    def __init__(self, config: ExtractConfig, console: Console, show_progress: bool):
+    def __init__(self, config: ExtractConfig, console: Console, show_progress: bool, people: ReferencePeople | None = None):
         self.config = config
+        self.people = people  # --person: only their faces are written
+        self.describe = face_descriptor.load_descriptor() if people is not None or config.split_people else None
         self.console = console
         self.show_progress = show_progress
         self.summary = ExtractSummary()
@@ -229,35 +243,83 @@ class _Extractor:
         return stem
 
     # -- faces -----------------------------------------------------------------------------------
-    def _save_faces(self, frames: np.ndarray, frame_faces: list[list[Face]], indices: list[int], entry: dict, source: str) -> int:
-        """Warp every face of a batch in one kornia call and queue the PNG writes. Returns faces found."""
+    def _save_faces(self, frames: np.ndarray, frame_faces: list[list[Face]], indices: list[int], entry: dict, source: str,
+                    follower: FaceTracker | PeopleFollower) -> int:
+        """Warp every face of a batch in one kornia call, follow them (`faces.people`) and queue the
+        PNG writes of those to keep. Returns faces written."""
         cfg = self.config
         owner = [i for i, faces in enumerate(frame_faces) for _ in faces]
         flat = [f for faces in frame_faces for f in faces]
-        for i, idx in enumerate(indices):
-            if not frame_faces[i]:
-                self.summary.frames_without_face += 1
+        for idx in indices:
             entry["frames"][str(idx)] = []
         if not flat:
+            self.summary.frames_without_face += len(indices)
             return 0
         matrices = alignment_matrices(np.stack([f.landmarks for f in flat]), cfg.size, cfg.coverage)
         crops = cut_faces(frames, owner, matrices, cfg.size)
+        mats = matrices.numpy()
+        tracks = self._follow(frames, frame_faces, indices, crops, mats, entry, follower)
         writes = []
         per_frame_count: dict[int, int] = {}
-        for face, m, o, crop in zip(flat, matrices.numpy(), owner, crops):
+        for face, m, o, crop, track in zip(flat, mats, owner, crops, tracks):
+            if self.people is not None and track.person < 0:
+                self.summary.faces_of_others += 1
+                continue
             k = per_frame_count.get(o, 0)
             per_frame_count[o] = k + 1
             idx = indices[o]
             name = f"{entry['stem']}_{idx:06d}_{k}.png" if entry["kind"] == "video" else f"{entry['stem']}_{k}.png"
             record = _face_record(face, m, name)
+            record["track"] = track.id
+            if self.people is not None:
+                record["person"], record["person_distance"] = self.people.names[track.person], round(track.distance, 4)
+                self.summary.people[record["person"]] = self.summary.people.get(record["person"], 0) + 1
             entry["frames"][str(idx)].append(record)
             meta = {"source": source, "frame": idx, "face": k, "size": cfg.size, "coverage": cfg.coverage,
-                    "tool": f"faceswap {__version__}", **{k2: record[k2] for k2 in ("matrix", "landmarks", "box", "score")}}
+                    "tool": f"faceswap {__version__}",
+                    **{k2: record[k2] for k2 in ("matrix", "landmarks", "box", "score", "track", "person") if k2 in record}}
             writes.append((self.out / name, crop, meta))
             self.replaced_files.discard(name)
-        self.pending.append(self.pool.submit(_write_faces, writes))  # one task per batch: fewer thread hand-offs
-        self.summary.faces_written += len(flat)
-        return len(flat)
+        self.summary.frames_without_face += len(indices) - len(per_frame_count)
+        if writes:
+            self.pending.append(self.pool.submit(_write_faces, writes))  # one task per batch: fewer thread hand-offs
+        self.summary.faces_written += len(writes)
+        return len(writes)
+
+    def _follow(self, frames: np.ndarray, frame_faces: list[list[Face]], indices: list[int], crops: np.ndarray,
+                mats: np.ndarray, entry: dict, follower: FaceTracker | PeopleFollower) -> list:
+        """The track of every face of a batch (flat order). Faces that need a description are
+        described from their aligned crops (landmarks mapped into the crop)."""
+        out, start = [], 0
+        for o, faces in enumerate(frame_faces):
+            lms = [f.landmarks for f in faces]
+            if isinstance(follower, FaceTracker):
+                out += follower.link(lms, frames[o])
+            else:
+                def describe(todo: list[int], base=start) -> np.ndarray:
+                    picked = [base + t for t in todo]
+                    crop_lms = [lms[t] @ mats[j][:, :2].T + mats[j][:, 2] for t, j in zip(todo, picked)]
+                    return self.describe([crops[j] for j in picked], crop_lms)
+
+                tracks = follower.frame(indices[o], lms, frames[o], describe)
+                for t in tracks:
+                    if t.described_at == indices[o]:  # described just now: its summary in alignments
+                        info = entry.setdefault("tracks", {}).setdefault(str(t.id), {})
+                        if t.descriptors:
+                            info["descriptor"] = np.round(np.mean(t.descriptors, 0), 4).tolist()
+                        if t.person is not None:
+                            info["person"] = self.people.names[t.person] if t.person >= 0 else None
+                out += tracks
+            start += len(faces)
+        entry["next_track"] = follower.tracker.next_id if isinstance(follower, PeopleFollower) else follower.next_id
+        return out
+
+    def _follower(self, entry: dict) -> FaceTracker | PeopleFollower:
+        """Track ids continue from a resumed run's."""
+        start = int(entry.get("next_track", 0))
+        if self.describe is None:
+            return FaceTracker(next_id=start)
+        return PeopleFollower(self.people, next_track=start)
 
     # -- sources ---------------------------------------------------------------------------------
     def _begin_source(self, path: Path, kind: str, info: dict) -> tuple[str, dict] | None:
@@ -287,9 +349,10 @@ class _Extractor:
 
     def _options(self) -> dict[str, Any]:
         c = self.config
+        people = {"people": [str(p.resolve()) for p in c.people], "person_distance": c.person_distance} if c.people else {}
         return {"every": c.every, "start": c.start, "end": c.end, "detect_size": c.detector.detect_size,
                 "min_face": c.detector.min_face, "min_score": c.detector.min_score, "max_faces": c.detector.max_faces,
-                "redetect_every": c.detector.redetect_every}
+                "redetect_every": c.detector.redetect_every, **people, **({"split_people": True} if c.split_people else {})}
 
     def video(self, path: Path, progress: Progress | None) -> None:
         cfg = self.config
@@ -312,9 +375,10 @@ class _Extractor:
         task = progress.add_task(path.name, total=reader.expected, faces=0) if progress else None
         found = 0
         batch = min(cfg.batch_size, max(1, reader.expected))  # a batch larger than the video allocates for nothing
+        follower = self._follower(entry)
         try:
             for indices, frames, faces in self._detect_ahead(reader.chunks(batch), reader.expected):
-                found += self._save_faces(frames, faces, indices, entry, key)
+                found += self._save_faces(frames, faces, indices, entry, key, follower)
                 self.summary.frames_read += len(indices)
                 entry["next_frame"] = indices[-1] + 1
                 if progress:
@@ -324,6 +388,8 @@ class _Extractor:
             if not entry["frames"]:
                 del self.alignments.sources[key]  # nothing decoded: no entry (nor a folder) left behind
             raise
+        finally:
+            self.summary.descriptions += getattr(follower, "descriptions", 0)
         if reader.warning:
             self.summary.warnings.append(reader.warning)
         entry["complete"] = True
@@ -373,7 +439,9 @@ class _Extractor:
             if batch:
                 faces = self.detector.detect_images([b[1] for b in batch])
                 for (path, image, key, entry), frame_faces in zip(batch, faces):
-                    found += self._save_faces(image[None], [frame_faces], [0], entry, key)
+                    follower = self._follower(entry)
+                    found += self._save_faces(image[None], [frame_faces], [0], entry, key, follower)
+                    self.summary.descriptions += getattr(follower, "descriptions", 0)
                     self.summary.frames_read += 1
                     entry["complete"] = True
                     self._finish_source(path, entry)
@@ -384,7 +452,50 @@ class _Extractor:
     def _finish_source(self, path: Path, entry: dict) -> None:
         self.summary.sources_done += 1
         if not any(entry["frames"].values()):
-            self.summary.warnings.append(f"no face found in {path.name}")
+            who = " of " + ", ".join(self.people.names) if self.people is not None else ""
+            self.summary.warnings.append(f"no face{who} found in {path.name}")
+
+    def split_people(self) -> None:
+        """--split-people, once every source is done: group all tracks of the folder into people by
+        their mean descriptors, write each face's person into alignments and its PNG (metadata
+        only), and link the faces of each person into `person_<n>/` (hard links: no copies)."""
+        self._wait_for_writes()
+        keys = [(k, t) for k, e in self.alignments.sources.items() for t, info in e.get("tracks", {}).items() if "descriptor" in info]
+        if not keys:
+            return
+        labels = group_tracks({i: np.asarray(self.alignments.sources[k]["tracks"][t]["descriptor"], np.float32)
+                               for i, (k, t) in enumerate(keys)}, self.config.person_distance)
+        person_of = {kt: f"person_{labels[i]}" for i, kt in enumerate(keys)}
+        self.alignments.people = {name: {"split": True} for name in sorted(set(person_of.values()), key=lambda n: int(n[7:]))}
+        for name in self.alignments.people:
+            folder = self.out / name
+            folder.mkdir(exist_ok=True)
+            for old in folder.glob("*.png"):  # our links from an earlier split; nothing else is touched
+                if (self.out / old.name).exists() and os.path.samefile(old, self.out / old.name):
+                    old.unlink()
+        counts: dict[str, int] = {}
+        for key, entry in self.alignments.sources.items():
+            for t, info in entry.get("tracks", {}).items():
+                info["person"] = person_of.get((key, t))
+            for faces in entry["frames"].values():
+                for face in faces:
+                    name = person_of.get((key, str(face.get("track"))))
+                    if name is None:
+                        continue
+                    face["person"] = name
+                    counts[name] = counts.get(name, 0) + 1
+                    path = self.out / face["file"]
+                    data = path.read_bytes()
+                    meta = read_png_meta(data) or {}
+                    if meta.get("person") != name:
+                        atomic_write_bytes(path, replace_png_meta(data, {**meta, "person": name}), sync=False)
+                    try:
+                        os.link(path, self.out / name / face["file"])
+                    except FileExistsError:
+                        pass
+                    except OSError:
+                        shutil.copy2(path, self.out / name / face["file"])  # a filesystem without hard links
+        self.summary.people = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
     def _restore_process_settings(self) -> None:
         torch.set_num_threads(self.torch_threads)
@@ -445,14 +556,20 @@ def run_extract(config: ExtractConfig, console: Console | None = None, show_prog
     console = console or Console(stderr=True)
     summary_pre = ExtractSummary()
     jobs = _expand_inputs(config.inputs, summary_pre)
+    people = reference_people(config.people, config.person_distance) if config.people else None
+    if people is not None and config.split_people:
+        raise FaceswapError("--person and --split-people do not go together: --person keeps one person's faces, "
+                            "--split-people sorts every face into a folder per person")
+    if config.split_people:
+        face_descriptor.load_descriptor()  # the one-line install hint now, not after the first batch
     # One job per output folder: a second one is refused here, before it writes anything.
     with OutputLock(config.output, "extract"):
-        return _run_extract(config, console, show_progress, jobs, summary_pre)
+        return _run_extract(config, console, show_progress, jobs, summary_pre, people)
 
 
 def _run_extract(config: ExtractConfig, console: Console, show_progress: bool, jobs: list[tuple[str, Any]],
-                 summary_pre: ExtractSummary) -> ExtractSummary:
-    extractor = _Extractor(config, console, show_progress)
+                 summary_pre: ExtractSummary, people: ReferencePeople | None = None) -> ExtractSummary:
+    extractor = _Extractor(config, console, show_progress, people)
     summary = extractor.summary
     summary.errors += summary_pre.errors
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
@@ -476,7 +593,13 @@ def _run_extract(config: ExtractConfig, console: Console, show_progress: bool, j
             # Not recorded as done (a rerun would skip them and exit 0); a new folder is not left behind.
             for key in extractor.new_keys:
                 extractor.alignments.sources.pop(key, None)
-            raise FaceswapError("no faces found in " + ", ".join(str(p) for p in config.inputs))
+            who = " of " + ", ".join(people.names) if people is not None else ""
+            raise FaceswapError(f"no faces{who} found in " + ", ".join(str(p) for p in config.inputs))
+        if people is not None:
+            for name, ref in zip(people.names, config.people):
+                extractor.alignments.people[name] = {"references": [str(Path(ref).resolve())]}
+        if config.split_people:
+            extractor.split_people()
         success = True
     finally:
         extractor.close(success)

@@ -43,7 +43,9 @@ from faceswap.convert.smooth import DEFAULT_DEGREE, DEFAULT_LOOKAHEAD, LandmarkS
 from faceswap.device import pick_device, torch_threads
 from faceswap.errors import FaceswapError
 from faceswap.faces.align import alignment_matrices, matrix_scale, warp_faces
+from faceswap.choices import PERSON_DISTANCE
 from faceswap.faces.detect import DetectorConfig
+from faceswap.faces.people import PeopleFollower, ReferencePeople, reference_people
 from faceswap.atomic import atomic_write_bytes
 from faceswap.faces.store import Alignments, file_fingerprint, list_images, png_chunk, read_face_png
 from faceswap.errors import NoSpaceError, write_failure
@@ -90,6 +92,8 @@ class ConvertConfig:
     overwrite: bool = False
     no_credentials: bool = False  # skip metadata + C2PA (with a warning); the watermark always stays
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    people: list[Path] = field(default_factory=list)  # --person: swap only these people's faces (photos or face folders)
+    person_distance: float = PERSON_DISTANCE
 
     def options(self) -> dict[str, Any]:
         """What shaped the pictures (recorded in the output's metadata)."""
@@ -104,6 +108,8 @@ class ConvertSummary:
     faces_swapped: int = 0
     frames_without_face: int = 0
     frames_detected: int = 0  # frames whose faces were detected on the fly (not from alignments)
+    frames_with_several_faces: int = 0  # frames that showed more than one face (of anyone)
+    faces_of_others: int = 0  # --person: faces left as they were
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     warnings: list[str] = field(default_factory=list)
@@ -116,8 +122,9 @@ class ConvertSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
-        return (f"{self.frames} frames, {self.faces_swapped} faces swapped, {self.frames_without_face} frames without a face "
-                f"({self.fps:.1f} frames/s)")
+        others = f", {self.faces_of_others} faces of other people left as they were" if self.faces_of_others else ""
+        return (f"{self.frames} frames, {self.faces_swapped} faces swapped, {self.frames_without_face} frames without a face"
+                f"{others} ({self.fps:.1f} frames/s)")
 
     def stage_line(self) -> str:
         total = sum(self.stage_seconds.values()) or 1.0
@@ -293,11 +300,15 @@ class FaceSwapper:
 
 
 class _LandmarkSource:
-    """Each frame's landmarks: from an alignments entry when it lists the frame, else detected."""
+    """Each frame's landmarks: from an alignments entry when it lists the frame, else detected;
+    with `people` (--person), only those people's faces (`faces.people`)."""
 
-    def __init__(self, entry: dict | None, config: ConvertConfig, device: torch.device, summary: ConvertSummary):
+    def __init__(self, entry: dict | None, config: ConvertConfig, device: torch.device, summary: ConvertSummary,
+                 people: ReferencePeople | None = None):
         self.entry, self.config, self.device, self.summary = entry, config, device, summary
         self._detector = None
+        self.people = people
+        self.follower = PeopleFollower(people) if people is not None else None
 
     @property
     def detector(self):
@@ -319,16 +330,35 @@ class _LandmarkSource:
             for k, faces in zip(missing, found):
                 out[k] = [f.landmarks.astype(np.float64) for f in faces]
             self.summary.frames_detected += len(missing)
-        return out  # type: ignore[return-value]
+        return [self._chosen(self.follower, i, frame, lms) for i, frame, lms in zip(indices, frames, out)]
+
+    def _chosen(self, follower: PeopleFollower | None, index: int, frame: np.ndarray, landmarks: list[np.ndarray]) -> list[np.ndarray]:
+        """The faces to swap among a frame's `landmarks` (frame pixels)."""
+        self.summary.frames_with_several_faces += len(landmarks) > 1
+        if follower is None:
+            n = self.config.detector.max_faces  # also for faces from alignments, which extract may have kept all of
+            if 0 < n < len(landmarks):
+                landmarks = sorted(landmarks, key=lambda lm: -float(np.linalg.norm(lm[1] - lm[0])))[:n]
+            return landmarks
+        from faceswap.faces.descriptor import load_descriptor
+
+        describe = load_descriptor()
+        tracks = follower.frame(index, landmarks, frame, lambda todo: describe([frame] * len(todo), [landmarks[t] for t in todo]))
+        kept = [lm for lm, t in zip(landmarks, tracks) if t.person >= 0]
+        self.summary.faces_of_others += len(landmarks) - len(kept)
+        return kept
 
     def image(self, path: Path, image: np.ndarray, alignments: Alignments | None) -> list[np.ndarray]:
         found = alignments.find_source(path) if alignments else None
         if found is not None:
             _check_entry(alignments.path, found[0], found[1], ["0"])
         if found is not None and "0" in found[1]["frames"]:
-            return [np.asarray(f["landmarks"], np.float64) for f in found[1]["frames"]["0"]]
-        self.summary.frames_detected += 1
-        return [f.landmarks.astype(np.float64) for f in self.detector.detect_images([image])[0]]
+            landmarks = [np.asarray(f["landmarks"], np.float64) for f in found[1]["frames"]["0"]]
+        else:
+            self.summary.frames_detected += 1
+            landmarks = [f.landmarks.astype(np.float64) for f in self.detector.detect_images([image])[0]]
+        follower = PeopleFollower(self.people) if self.people is not None else None  # images are not a sequence
+        return self._chosen(follower, 0, image, landmarks)
 
 
 def _check_writable(folder: Path, what: str) -> None:
@@ -494,7 +524,11 @@ def _convert_video(cfg: ConvertConfig, swapper: FaceSwapper, source: _LandmarkSo
     if summary.frames_detected and entry is not None:
         summary.warnings.append(f"{summary.frames_detected} frames were not in {cfg.alignments} and were detected on the fly")
     if summary.faces_swapped == 0:
-        summary.warnings.append(f"no face found in {Path(cfg.input).name}: its frames were copied through unchanged (still labelled)")
+        who = " of " + ", ".join(source.people.names) if source.people is not None else ""
+        summary.warnings.append(f"no face{who} found in {Path(cfg.input).name}: its frames were copied through unchanged (still labelled)")
+    elif source.people is None and summary.frames_with_several_faces:
+        summary.warnings.append(f"{summary.frames_with_several_faces} frames show more than one face and every face was swapped "
+                                f"(--person REF swaps one person only; --max-faces N the N largest)")
 
 
 def labelled_png(image: np.ndarray, tags: dict[str, str]) -> bytes:
@@ -624,7 +658,8 @@ def _run_convert(config: ConvertConfig, console: Console, show_progress: bool, k
         summary = ConvertSummary(output=Path(config.output))
         timer = StageTimer(summary.stage_seconds)
         swapper = FaceSwapper(model, config, device, timer, payload_bits(mid))
-        source = _LandmarkSource(None, config, device, summary)
+        people = reference_people(config.people, config.person_distance) if config.people else None
+        source = _LandmarkSource(None, config, device, summary, people)
         progress = _progress(console, show_progress)
         t0 = time.perf_counter()
         with progress or nullcontext():

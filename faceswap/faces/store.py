@@ -5,21 +5,31 @@ Aligned face PNG
 
         {"source": "clip.mp4", "frame": 12, "face": 0, "size": 256, "coverage": "face",
          "matrix": [[a, b, tx], [c, d, ty]],          # frame pixels -> crop pixels
-         "landmarks": [[x, y] x 5], "box": [x0, y0, x1, y1], "score": 0.999, "tool": "faceswap 0.1.0"}
+         "landmarks": [[x, y] x 5], "box": [x0, y0, x1, y1], "score": 0.999, "tool": "faceswap 0.1.0",
+         "track": 3, "person": "alice"}                # version 2; "person" only when people were asked for
 
 `alignments.json` (written atomically, see `Alignments`)::
 
-    {"version": 1, "tool": "faceswap 0.1.0", "size": 256, "coverage": "face",
+    {"version": 2, "tool": "faceswap 0.1.0", "size": 256, "coverage": "face",
+     "people": {"alice": {"references": ["/abs/alice.jpg"]}, "person_0": {"split": true}},
      "sources": {"<source key>": {
          "path": "/abs/path/clip.mp4", "kind": "video" | "image",
          "fingerprint": {"bytes": 1234, "head_sha1": "..."},
          "width": 512, "height": 512, "fps": 30.0, "frame_count": 354,
          "complete": true, "next_frame": 354,
          "frames": {"0": [{"box": [...], "landmarks": [...], "score": 0.99,
-                           "matrix": [[...], [...]], "file": "clip_000000_0.png"}]}}}}
+                           "matrix": [[...], [...]], "file": "clip_000000_0.png",
+                           "track": 0, "person": "alice", "person_distance": 0.31}]},
+         "next_track": 1,
+         "tracks": {"0": {"person": "alice", "descriptor": [128 floats]}}}}}
 
 Frame indices are decoded-frame indices (0-based). `complete` is false while a source is being
 extracted; `next_frame` is where a resumed run picks up.
+
+Version 2 added people (`faces.people`): every face's `track` (faces of one person followed
+through the shot; numbered per source), and with `extract --person` / `--split-people` its
+`person`, the top-level `people` table, and per track its person and mean descriptor. Version 1
+files load as they are: their faces simply have no track or person.
 """
 
 from __future__ import annotations
@@ -42,7 +52,8 @@ from faceswap.errors import FaceswapError
 
 PNG_KEYWORD = b"faceswap"
 ALIGNMENTS_NAME = "alignments.json"
-ALIGNMENTS_VERSION = 1
+ALIGNMENTS_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -121,6 +132,24 @@ def read_png_meta(data: bytes) -> dict[str, Any] | None:
         return None
 
 
+def replace_png_meta(data: bytes, meta: dict[str, Any]) -> bytes:
+    """PNG bytes with their `faceswap` tEXt chunk replaced by `meta` (pixels untouched, no re-encode)."""
+    if data[:8] != PNG_SIGNATURE:
+        raise FaceswapError("not a PNG")
+    chunks, pos = [], 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos : pos + 12 + length]
+        pos += 12 + length
+        if kind == b"tEXt" and chunk[8:].startswith(PNG_KEYWORD + b"\0"):
+            continue
+        if kind == b"IEND":
+            text = PNG_KEYWORD + b"\0" + json.dumps(meta, separators=(",", ":")).encode("latin-1")
+            chunks.append(png_chunk(b"tEXt", text))
+        chunks.append(chunk)
+    return PNG_SIGNATURE + b"".join(chunks)
+
+
 def read_face_meta(path: str | os.PathLike) -> dict[str, Any] | None:
     """Metadata of an aligned face PNG, or None for other images."""
     with open(path, "rb") as f:
@@ -161,15 +190,18 @@ class Alignments:
     size: int
     coverage: str
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    people: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Alignments":
         path = Path(path)
         try:
             raw = json.loads(path.read_text())
-            if raw.get("version") != ALIGNMENTS_VERSION:
-                raise FaceswapError(f"{path} has alignments version {raw.get('version')!r}, expected {ALIGNMENTS_VERSION}")
-            return cls(path=path, size=int(raw["size"]), coverage=str(raw["coverage"]), sources=dict(raw["sources"]))
+            if raw.get("version") not in READABLE_VERSIONS:
+                raise FaceswapError(f"{path} has alignments version {raw.get('version')!r}, expected one of "
+                                    f"{', '.join(map(str, READABLE_VERSIONS))} (written by a newer faceswap?)")
+            return cls(path=path, size=int(raw["size"]), coverage=str(raw["coverage"]), sources=dict(raw["sources"]),
+                       people=dict(raw.get("people", {})))
         except FaceswapError:
             raise
         except FileNotFoundError as exc:
@@ -181,7 +213,7 @@ class Alignments:
         from faceswap import __version__
 
         return {"version": ALIGNMENTS_VERSION, "tool": f"faceswap {__version__}", "size": self.size,
-                "coverage": self.coverage, "sources": self.sources}
+                "coverage": self.coverage, "people": self.people, "sources": self.sources}
 
     def save(self) -> None:
         atomic_write_bytes(self.path, json.dumps(self.to_json(), separators=(",", ":")).encode())

@@ -301,11 +301,12 @@ def thumbnail(path: Path, thumb: int) -> np.ndarray:
 # --- identity --------------------------------------------------------------------------------
 
 def reference_descriptors(refs: Sequence[str | os.PathLike], descriptor: Callable,
-                          detect: Callable[[list[np.ndarray]], list[list[Any]]] | None = None) -> np.ndarray:
+                          detect: Callable[[list[np.ndarray]], list[list[Any]]] | None = None,
+                          max_faces: int | None = None) -> np.ndarray:
     """Descriptors `(N, 128)` of a reference person: face folders and aligned face PNGs are used as
-    they are; other images (photos) must show exactly one face, found by `detect` (MTCNN by
-    default) and aligned as extract does. A reference without a face, or with several, is a
-    FaceswapError."""
+    they are (at most `max_faces` of a folder, evenly spread); other images (photos) must show
+    exactly one face, found by `detect` (MTCNN by default) and aligned as extract does. A reference
+    without a face, or with several, is a FaceswapError."""
     crops: list[np.ndarray] = []
     lms: list[np.ndarray] = []
     photos: list[tuple[Path, np.ndarray]] = []
@@ -314,6 +315,8 @@ def reference_descriptors(refs: Sequence[str | os.PathLike], descriptor: Callabl
         if not ref.exists():
             raise FaceswapError(f"reference {ref} does not exist")
         files = face_folder(ref) if ref.is_dir() else [ref]
+        if max_faces is not None and len(files) > max_faces:
+            files = [files[i] for i in pick_evenly(range(len(files)), max_faces)]
         for path in files:
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
                 raise FaceswapError(f"reference {path} is not an image or a face folder")

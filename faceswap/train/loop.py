@@ -46,6 +46,8 @@ from faceswap.atomic import atomic_write_bytes
 from faceswap.errors import FaceswapError
 from faceswap.lock import OutputLock, pid_alive
 from faceswap.faces.align import template_eye_mouth_mask, template_face_mask
+from faceswap.faces.people import mixed_people
+from faceswap.faces.store import list_images
 from faceswap.model.autoencoder import (
     CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, Checkpoint, Preset, SwapModel, build_model,
     count_parameters, first_nonfinite, forward_flops, get_preset, read_checkpoint, read_config, save_checkpoint,
@@ -562,6 +564,9 @@ def _train(cfg: TrainConfig, console: Console | None) -> TrainResult:
                       f"{f.coverage} coverage, cache {f.nbytes / 2**20:.1f} MiB ({f.folder})")
         for note in f.notes:
             console.print(f"[yellow]Note:[/] {ident}: {note}")
+        mixed = mixed_people(list_images(f.folder)) if rank == 0 else None
+        if mixed:
+            console.print(f"[yellow]Warning:[/] {ident} ({f.folder}): {mixed}")
     console.print(f"device {device}, {precision}, batch {batch} + {batch}" + (f" on each of {world} ranks" if world > 1 else "")
                   + f", loss {cfg.loss}, lr {lr:g}" + (f", resuming at iteration {start}" if start else ""))
     if init_line:
