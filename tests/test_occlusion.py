@@ -161,8 +161,14 @@ def test_convert_keeps_the_occluder_in_front_of_the_swap(trained_net, swap_model
     assert inside.sum() > 500
     assert float((alpha_l[inside] > 0.5).mean()) == 1.0
     assert float((alpha_o[inside] < 0.5).mean()) > 0.8  # the occlusion mask leaves most of it alone
-    kept = np.abs(out_o.astype(int) - frame).max(-1) <= 3
-    assert float(kept[inside].mean()) > 0.8
+    # What the viewer sees of the bar: its pixels change a small fraction of what the landmark mask
+    # does to them, and most stay within 10 levels. (Within 3 levels measured 0.78-0.93 across ISAs,
+    # thread counts and schedules: a knife edge at the net's soft borders; these measured 0.04-0.06
+    # and 0.85-0.91 on AVX-512 and AVX2, 1 and 2 threads.)
+    change_o = np.abs(out_o.astype(int) - frame).max(-1)[inside]
+    change_l = np.abs(out_l.astype(int) - frame).max(-1)[inside]
+    assert change_o.mean() < 0.15 * change_l.mean(), (change_o.mean(), change_l.mean())
+    assert float((change_o <= 10).mean()) > 0.8
     face = (alpha_l > 0.5) & ~bar
     assert float((alpha_o[face] > 0.5).mean()) > 0.85  # and still swaps the rest of the face
     out_again, alpha_again = run("occlusion")
