@@ -5,6 +5,9 @@ need no optional package; test_faces_tools.py checks dlib itself on synthetic pe
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import cv2
 
 import numpy as np
 import pytest
@@ -200,13 +203,18 @@ def test_split_people_links_each_person_into_a_folder(two_people_clip, tmp_path,
     assert len(list(out.glob("*.png"))) == 32  # the folder itself still holds every face
 
 
-def test_convert_person_swaps_only_that_person_bit_exact_elsewhere(two_people_clip, tmp_path, colour_identity):
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny untrained swap model: what convert pastes does not matter here, only where."""
     torch.manual_seed(0)
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
+    d = tmp_path_factory.mktemp("model")
     model = SwapModel(TINY).eval()
-    (model_dir / CONFIG_NAME).write_text(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **model.describe()}))
-    save_checkpoint(model_dir, model, iteration=1)
+    (d / CONFIG_NAME).write_text(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **model.describe()}))
+    save_checkpoint(d, model, iteration=1)
+    return d
+
+
+def test_convert_person_swaps_only_that_person_bit_exact_elsewhere(two_people_clip, model_dir, tmp_path, colour_identity):
     ref = tmp_path / "ref"
     person_folder(ref, 3, IDENTITY_B, "r")
     out = tmp_path / "swap.mp4"
@@ -288,3 +296,44 @@ def test_a_training_folder_of_two_people_is_flagged(tmp_path, monkeypatch):
     for i in range(4):
         face_png(tagged, f"f{i}.png", IDENTITY_A, seed=i, person=f"person_{i % 2}")
     assert "2 people (person_0, person_1" in mixed_people(list_images(tagged))
+
+
+def test_person_in_photos_and_a_person_never_in_the_video(two_people_clip, model_dir, tmp_path, colour_identity):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    frames = np.concatenate([f for _, f in FrameReader(two_people_clip, end=3).chunks(3)])
+    for i, frame in enumerate(frames):
+        flipped = frame if i % 2 == 0 else np.ascontiguousarray(frame[:, ::-1])  # A on the right in odd photos
+        cv2.imwrite(str(photos / f"p{i}.png"), cv2.cvtColor(flipped, cv2.COLOR_RGB2BGR))
+    ref = tmp_path / "ref"
+    person_folder(ref, 3, IDENTITY_A, "r")
+    code, text = run("extract", photos, "-o", tmp_path / "faces", "--person", ref, "--quiet")
+    assert code == 0 and "3 faces written" in text and "3 faces of other people left out" in text, text
+    al = json.loads((tmp_path / "faces" / "alignments.json").read_text())
+    sides = sorted((Path(k).name, faces["0"][0]["box"][0] < 256) for k, faces in
+                   ((k, e["frames"]) for k, e in al["sources"].items()))
+    assert sides == [("p0.png", True), ("p1.png", False), ("p2.png", True)]
+    # convert: someone who is not there -> a warning, the frames pass through
+    stranger = tmp_path / "stranger"
+    for path in person_folder(stranger, 3, IDENTITY_A, "s"):
+        image, meta = read_face_png(path)
+        write_face_png(path, (image * [1.0, 0.0, 1.0]).astype(np.uint8), meta)
+    code, text = run("convert", two_people_clip, "-m", model_dir, "-o", tmp_path / "x.mp4", "--person", stranger, "--crf", 0, "--quiet")
+    assert code == 0 and "no face of stranger found" in text and "0 faces swapped" in text, text
+
+
+def test_a_lookalike_is_refused_once_seen_clearly():
+    """0.45 from the reference is within the distance; after one clear look at the same person
+    (0.7 away), faces nearer that other person than the reference are theirs, not the reference's;
+    the reference's own faces (within 0.4) are still taken."""
+    people = ReferencePeople(np.stack([onehot(0)]), ["alice"], distance=0.5)
+    ref, other_dir = onehot(0), onehot(1)
+
+    def at(dist_to_ref: float, toward: np.ndarray) -> np.ndarray:
+        return ref + dist_to_ref * toward
+
+    assert people.match(np.stack([at(0.45, other_dir)]))[0][0] == 0  # nobody else seen yet: accepted
+    people.match(np.stack([at(0.7, other_dir)]))  # a clear look at the other person
+    assert people.match(np.stack([at(0.45, other_dir)]))[0][0] == -1
+    assert people.match(np.stack([at(0.3, other_dir)]))[0][0] == 0  # sure: nearer the reference than 0.4
+    assert people.match(np.stack([at(0.45, onehot(2))]))[0][0] == 0  # someone unlike the other: still the reference

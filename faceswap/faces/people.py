@@ -37,6 +37,9 @@ SIZE_RATIO = 1.35  # interocular distance changed by less than this factor
 MAX_MISSED = 2  # detections a track may miss (a blink of the detector) and still continue
 RECHECK = 150  # frames between descriptions of a followed face (5 s at 30 fps)
 CUT_LEVELS = 28.0  # mean absolute difference (0-255) of 32x32 grey thumbnails: a shot change
+SURE_MARGIN = 0.1  # nearer a reference than PERSON_DISTANCE - this: theirs whoever else is around
+OTHER_MARGIN = 0.05  # farther from every reference than PERSON_DISTANCE + this: remembered as someone else
+MAX_OTHERS = 32
 REFERENCE_SHARE = 0.8  # a reference whose largest person holds less than this is several people
 REFERENCE_FACES = 24  # faces described of a reference folder, evenly spread (~0.1 s each)
 
@@ -125,21 +128,45 @@ class FaceTracker:
 
 class ReferencePeople:
     """Descriptor centroids of the people asked for (one per `--person`), and the rule that says
-    whether a described face is one of them."""
+    whether a described face is one of them.
+
+    A face nearer a reference than `sure` is theirs. Between `sure` and `max_distance` (a
+    lookalike comes that near: two men with glasses in the shared clips, 0.48 apart) it is theirs
+    only if it is nearer them than anyone else seen so far: faces farther than `other` from every
+    reference are remembered (clustered) as other people, the lookalike among them."""
 
     def __init__(self, centroids: np.ndarray, names: Sequence[str], distance: float = PERSON_DISTANCE):
         self.centroids = np.asarray(centroids, np.float32).reshape(len(names), -1)
         self.names = list(names)
         self.max_distance = distance
+        self.sure = distance - SURE_MARGIN
+        self.other = distance + OTHER_MARGIN
+        self.others: list[np.ndarray] = []  # centroids of other people met
+        self._counts: list[int] = []
 
     def match(self, descriptors: np.ndarray) -> list[tuple[int, float]]:
-        """`(person, distance)` per descriptor `(N, D)`: the nearest reference, or -1 (someone
-        else) when it is farther than `max_distance`."""
-        if len(descriptors) == 0:
-            return []
-        d = np.linalg.norm(descriptors[:, None, :] - self.centroids[None], axis=2)
-        best = d.argmin(1)
-        return [(int(b) if d[i, b] <= self.max_distance else -1, float(d[i, b])) for i, b in enumerate(best)]
+        """`(person, distance)` per descriptor `(N, D)`: the nearest reference, or -1 (someone else)."""
+        out = []
+        for desc in np.asarray(descriptors, np.float32):
+            d = np.linalg.norm(self.centroids - desc[None], axis=1)
+            best = int(d.argmin())
+            nearest_other = min((float(np.linalg.norm(o - desc)) for o in self.others), default=np.inf)
+            ok = d[best] <= self.sure or (d[best] <= self.max_distance and d[best] < nearest_other)
+            out.append((best if ok else -1, float(d[best])))
+            if d[best] > self.other:
+                self._remember_other(desc)
+        return out
+
+    def _remember_other(self, desc: np.ndarray) -> None:
+        if self.others:
+            k = int(np.argmin([np.linalg.norm(o - desc) for o in self.others]))
+            if np.linalg.norm(self.others[k] - desc) < self.sure:
+                self._counts[k] += 1
+                self.others[k] += (desc - self.others[k]) / self._counts[k]
+                return
+        if len(self.others) < MAX_OTHERS:
+            self.others.append(desc.copy())
+            self._counts.append(1)
 
 
 def reference_centroid(descriptors: np.ndarray, name: str, threshold: float = PERSON_DISTANCE) -> np.ndarray:
