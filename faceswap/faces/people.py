@@ -41,7 +41,7 @@ SURE_MARGIN = 0.1  # nearer a reference than PERSON_DISTANCE - this: theirs whoe
 OTHER_MARGIN = 0.05  # farther from every reference than PERSON_DISTANCE + this: remembered as someone else
 MAX_OTHERS = 32
 REFERENCE_SHARE = 0.8  # a reference whose largest person holds less than this is several people
-REFERENCE_FACES = 24  # faces described of a reference folder, evenly spread (~0.1 s each)
+REFERENCE_FACES = 12  # faces described of a reference folder, evenly spread (~0.075 s each)
 
 
 def eyes(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
