@@ -11,7 +11,6 @@ import cv2
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 import faceswap.faces.descriptor as descriptor_mod
@@ -20,13 +19,12 @@ from faceswap.faces.people import (FaceTracker, PeopleFollower, ReferencePeople,
                                    scene_cut, thumb)
 from faceswap.faces.store import Alignments, read_face_meta, read_face_png, write_face_png
 from faceswap.errors import FaceswapError
-from faceswap.model.autoencoder import CONFIG_NAME, FORMAT, FORMAT_VERSION, Preset, SwapModel, save_checkpoint
 from faceswap.synthetic import IDENTITY_A, IDENTITY_B, render_clip
 from faceswap.video import FrameReader, VideoWriter
 
+from test_convert_cli import model_dir  # noqa: F401 - the tiny untrained model fixture
 from test_faces_tools import ColourDescriptor, face_png, person_folder
 
-TINY = Preset("tiny", 32, enc=(8, 16, 32), enc_kernel=3, dense=32, latent=32, dec=(16, 8), out_kernel=3, lr=1e-3)
 
 
 def face_at(x: float, y: float, iod: float = 40.0) -> np.ndarray:
@@ -201,17 +199,6 @@ def test_split_people_links_each_person_into_a_folder(two_people_clip, tmp_path,
         assert files == sorted(f["file"] for _, left, f in faces if left == side)
         assert read_face_meta(out / name / files[0])["person"] == name
     assert len(list(out.glob("*.png"))) == 32  # the folder itself still holds every face
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A tiny untrained swap model: what convert pastes does not matter here, only where."""
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("model")
-    model = SwapModel(TINY).eval()
-    (d / CONFIG_NAME).write_text(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **model.describe()}))
-    save_checkpoint(d, model, iteration=1)
-    return d
 
 
 def test_convert_person_swaps_only_that_person_bit_exact_elsewhere(two_people_clip, model_dir, tmp_path, colour_identity):
